@@ -26,6 +26,12 @@ __all__ = [
     "encode_status",
     "encode_ack",
     "encode_command",
+    "check_header",
+    "check_waveform",
+    "check_numerics",
+    "check_status",
+    "check_ack",
+    "check_command",
 ]
 
 R = P.RejectReason
@@ -66,15 +72,20 @@ _KNOWN_TYPES = frozenset(int(t) for t in P.FrameType)
 
 
 # ---------------------------------------------------------------------------- encoding
-def _frame(frame_type: int, device_id: int, seq: int, ts_us: int, payload: bytes) -> bytes:
+def check_header(device_id: int, seq: int, ts_us: int, payload_len: int) -> None:
+    """Raise UsageError unless the header fields and payload size are encodable."""
     if not 0 < device_id < 1 << 64:
         raise UsageError(f"device_id must be in 1..2**64-1, got {device_id}")
     if not 0 <= seq < 1 << 32:
         raise UsageError(f"seq must be in 0..2**32-1, got {seq}")
     if not P.TS_MIN_US <= ts_us < P.TS_MAX_US:
         raise UsageError(f"ts_us out of range (2000..2100 in µs since the epoch): {ts_us}")
-    if len(payload) > P.MAX_PAYLOAD:
-        raise UsageError(f"payload of {len(payload)} bytes exceeds {P.MAX_PAYLOAD}")
+    if payload_len > P.MAX_PAYLOAD:
+        raise UsageError(f"payload of {payload_len} bytes exceeds {P.MAX_PAYLOAD}")
+
+
+def _frame(frame_type: int, device_id: int, seq: int, ts_us: int, payload: bytes) -> bytes:
+    check_header(device_id, seq, ts_us, len(payload))
     head = _HEADER.pack(
         P.MAGIC, P.VERSION_MAJOR, P.VERSION_MINOR, frame_type, 0, len(payload), device_id, seq, ts_us
     )
@@ -95,6 +106,37 @@ def _delta8(samples: np.ndarray) -> bytes:
     return bytes(out)
 
 
+def check_waveform(
+    frame_type: int,
+    channel: int,
+    samples: Sequence[int] | np.ndarray,
+    fs_hz: int,
+    gain: float,
+    offset: float,
+    encoding: int,
+) -> tuple[np.ndarray, float, float]:
+    """Validate waveform arguments; return (contiguous int16 samples, gain, offset as float32)."""
+    if frame_type not in _CHANNEL_MAX:
+        raise UsageError(f"not a waveform frame type: {frame_type}")
+    if not 0 <= channel <= _CHANNEL_MAX[frame_type]:
+        raise UsageError(f"channel {channel} invalid for frame type {frame_type}")
+    if encoding not in (P.Encoding.RAW16, P.Encoding.DELTA8):
+        raise UsageError(f"unknown encoding {encoding}")
+    a = np.asarray(samples)
+    if a.ndim != 1 or not 1 <= len(a) <= P.MAX_SAMPLES:
+        raise UsageError(f"samples must be 1-D with 1..{P.MAX_SAMPLES} values")
+    if a.dtype != np.int16:
+        if a.dtype.kind not in "iu" or a.min() < -32768 or a.max() > 32767:
+            raise UsageError("samples must be integers that fit int16")
+        a = a.astype(np.int16)
+    if not 1 <= fs_hz <= P.MAX_FS_HZ:
+        raise UsageError(f"fs_hz must be in 1..{P.MAX_FS_HZ}, got {fs_hz}")
+    g, o = float(np.float32(gain)), float(np.float32(offset))
+    if not (math.isfinite(g) and g != 0.0 and math.isfinite(o)):
+        raise UsageError("gain must be finite and non-zero, offset finite (as float32)")
+    return np.ascontiguousarray(a), g, o
+
+
 def encode_waveform(
     frame_type: int,
     device_id: int,
@@ -112,41 +154,20 @@ def encode_waveform(
     ``ts_us`` is the device time of the first sample; physical value is
     ``raw * gain + offset`` (µV for ECG, mmHg for CUFF, arbitrary units for PLETH).
     """
-    if frame_type not in _CHANNEL_MAX:
-        raise UsageError(f"not a waveform frame type: {frame_type}")
-    if not 0 <= channel <= _CHANNEL_MAX[frame_type]:
-        raise UsageError(f"channel {channel} invalid for frame type {frame_type}")
-    a = np.asarray(samples)
-    if a.ndim != 1 or not 1 <= len(a) <= P.MAX_SAMPLES:
-        raise UsageError(f"samples must be 1-D with 1..{P.MAX_SAMPLES} values")
-    if a.dtype != np.int16:
-        if a.size and (a.min() < -32768 or a.max() > 32767):
-            raise UsageError("samples do not fit int16")
-        a = a.astype(np.int16)
-    if not 1 <= fs_hz <= P.MAX_FS_HZ:
-        raise UsageError(f"fs_hz must be in 1..{P.MAX_FS_HZ}, got {fs_hz}")
-    g, o = float(np.float32(gain)), float(np.float32(offset))
-    if not (math.isfinite(g) and g != 0.0 and math.isfinite(o)):
-        raise UsageError("gain must be finite and non-zero, offset finite (as float32)")
+    a, g, o = check_waveform(frame_type, channel, samples, fs_hz, gain, offset, encoding)
     if encoding == P.Encoding.RAW16:
         data = a.astype("<i2").tobytes()
-    elif encoding == P.Encoding.DELTA8:
-        data = _delta8(a)
     else:
-        raise UsageError(f"unknown encoding {encoding}")
+        data = _delta8(a)
     payload = _WAVE.pack(channel, encoding, fs_hz, len(a), 0, g, o) + data
     return _frame(frame_type, device_id, seq, ts_us, payload)
 
 
-def encode_numerics(
-    device_id: int,
-    seq: int,
-    ts_us: int,
+def check_numerics(
     entries: Iterable[tuple[int, float] | tuple[int, float, int]],
-) -> bytes:
-    """Encode a numerics frame from ``(code, value[, status])`` entries."""
-    body = bytearray()
-    n = 0
+) -> list[tuple[int, int, float]]:
+    """Validate ``(code, value[, status])`` entries; return ``(code, status, value)`` rows."""
+    rows = []
     for e in entries:
         code, value = int(e[0]), float(e[1])
         status = int(e[2]) if len(e) > 2 else P.NumericStatus.VALID
@@ -156,19 +177,82 @@ def encode_numerics(
             lo, hi = P.NUMERIC_RANGES[code]
             if not lo <= value <= hi:
                 raise UsageError(f"numeric code {code} value {value} outside {lo}..{hi}")
-        body += _NUMERIC.pack(code, status, 0, value)
-        n += 1
-    if not 1 <= n <= P.MAX_NUMERICS:
-        raise UsageError(f"a numerics frame holds 1..{P.MAX_NUMERICS} entries, got {n}")
-    payload = struct.pack("<B3x", n) + bytes(body)
+        rows.append((code, status, value))
+    if not 1 <= len(rows) <= P.MAX_NUMERICS:
+        raise UsageError(f"a numerics frame holds 1..{P.MAX_NUMERICS} entries, got {len(rows)}")
+    return rows
+
+
+def encode_numerics(
+    device_id: int,
+    seq: int,
+    ts_us: int,
+    entries: Iterable[tuple[int, float] | tuple[int, float, int]],
+) -> bytes:
+    """Encode a numerics frame from ``(code, value[, status])`` entries."""
+    rows = check_numerics(entries)
+    body = b"".join(_NUMERIC.pack(code, status, 0, value) for code, status, value in rows)
+    n = len(rows)
+    payload = struct.pack("<B3x", n) + body
     return _frame(P.FrameType.NUMERICS, device_id, seq, ts_us, payload)
 
 
-def _serial_bytes(serial: str | bytes) -> bytes:
+def serial_bytes(serial: str | bytes) -> bytes:
     b = serial.encode("ascii") if isinstance(serial, str) else bytes(serial)
     if not 1 <= len(b) <= P.SERIAL_SIZE or any(c < 0x20 or c > 0x7E for c in b):
         raise UsageError(f"serial must be 1..16 printable ASCII characters: {serial!r}")
     return b
+
+
+def _check_int(name: str, value: int, lo: int, hi: int) -> int:
+    if not lo <= value <= hi:
+        raise UsageError(f"{name} must be in {lo}..{hi}, got {value}")
+    return int(value)
+
+
+def check_status(
+    battery: int,
+    flags: int,
+    carrier: int,
+    rssi: int,
+    leads_off: int,
+    fault: int,
+    powered_s: int,
+    accessories: Iterable[tuple[int, str | bytes, int]],
+) -> list[tuple[int, bytes, int]]:
+    """Validate status arguments; return accessories as ``(kind, serial bytes, powered_s)``."""
+    if not (0 <= battery <= 100 or battery == 255):
+        raise UsageError(f"battery must be 0..100 or 255, got {battery}")
+    for name, value in (("flags", flags), ("carrier", carrier)):
+        _check_int(name, value, 0, 0xFF)
+    _check_int("rssi", rssi, -128, 127)
+    _check_int("leads_off", leads_off, 0, 0xFFFF)
+    _check_int("fault", fault, 0, 0xFFFF)
+    _check_int("powered_s", powered_s, 0, 0xFFFFFFFF)
+    acc = [
+        (
+            _check_int("accessory kind", k, 0, 0xFF),
+            serial_bytes(s),
+            _check_int("accessory powered_s", h, 0, 0xFFFFFFFF),
+        )
+        for k, s, h in accessories
+    ]
+    if len(acc) > P.MAX_ACCESSORIES:
+        raise UsageError(f"at most {P.MAX_ACCESSORIES} accessories")
+    return acc
+
+
+def check_ack(command_id: int, kind: int, status: int, detail: int) -> None:
+    _check_int("command_id", command_id, 0, 0xFFFFFFFF)
+    _check_int("kind", kind, 0, 0xFF)
+    _check_int("ack status", status, 0, max(P.AckStatus))
+    _check_int("detail", detail, 0, 0xFFFF)
+
+
+def check_command(command_id: int, kind: int, arg: int) -> None:
+    _check_int("command_id", command_id, 0, 0xFFFFFFFF)
+    _check_int("kind", kind, 0, 0xFF)
+    _check_int("arg", arg, 0, 0xFFFFFFFF)
 
 
 def encode_status(
@@ -191,11 +275,7 @@ def encode_status(
     terminal's cumulative powered-on seconds; ``accessories`` are
     ``(kind, serial, powered_s)``.
     """
-    if not (battery <= 100 or battery == 255) or battery < 0:
-        raise UsageError(f"battery must be 0..100 or 255, got {battery}")
-    acc = [(int(k), _serial_bytes(s), int(h)) for k, s, h in accessories]
-    if len(acc) > P.MAX_ACCESSORIES:
-        raise UsageError(f"at most {P.MAX_ACCESSORIES} accessories")
+    acc = check_status(battery, flags, carrier, rssi, leads_off, fault, powered_s, accessories)
     payload = _STATUS.pack(battery, flags, carrier, rssi, leads_off, fault, powered_s, len(acc))
     payload += b"".join(_ACCESSORY.pack(k, s, h) for k, s, h in acc)
     return _frame(P.FrameType.STATUS, device_id, seq, ts_us, payload)
@@ -205,8 +285,7 @@ def encode_ack(
     device_id: int, seq: int, ts_us: int, command_id: int, kind: int, status: int, detail: int = 0
 ) -> bytes:
     """Encode a command acknowledgement (device to server)."""
-    if status not in set(P.AckStatus):
-        raise UsageError(f"unknown ack status {status}")
+    check_ack(command_id, kind, status, detail)
     return _frame(P.FrameType.ACK, device_id, seq, ts_us, _ACK.pack(command_id, kind, status, detail))
 
 
@@ -214,6 +293,7 @@ def encode_command(
     device_id: int, seq: int, ts_us: int, command_id: int, kind: int, arg: int = 0
 ) -> bytes:
     """Encode a command (server to device)."""
+    check_command(command_id, kind, arg)
     return _frame(P.FrameType.COMMAND, device_id, seq, ts_us, _COMMAND.pack(command_id, kind, arg))
 
 
@@ -285,7 +365,7 @@ class RefFrameDecoder:
             end = p + total
             (stored,) = struct.unpack_from("<I", data, end - 4)
             if crc32c(data[p : end - 4]) != stored:
-                q = end if end == n or data[end : end + 2] == P.MAGIC else _find_magic(data, p + 1)
+                q = _find_magic(data, p + 1)  # never trust a length that failed its CRC
                 self._reject(R.CHECKSUM, data[p:q])
                 p = q
                 continue
