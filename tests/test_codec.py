@@ -435,3 +435,13 @@ def test_random_large_buffers_agree():
         if i % 17 == 0:
             parts.append(os.urandom(int(rng.integers(1, 50))))
     decode_both(b"".join(parts))
+
+
+@settings(max_examples=300)
+@given(st.integers(1, 300), st.binary(min_size=0, max_size=700), st.integers(0, 1))
+def test_arbitrary_delta8_bytes_with_valid_crc(n, body, minor):
+    """Crafted DELTA8 data (escapes anywhere, int16 wrap-around, short or long data)
+    decodes identically in both decoders or is rejected as LENGTH by both."""
+    payload = struct.pack("<BBHHHff", 1, 1, 250, n, 0, 1.0, 0.0) + body
+    b = decode_both(frame_with(payload, minor=minor))
+    assert b.n_frames + b.rejects[R.LENGTH] == 1

@@ -108,9 +108,11 @@ cdef class FrameDecoder:
     cdef object _samples
     cdef int16_t *_samples_ptr
     cdef Py_ssize_t _n_samples
+    cdef Py_ssize_t _cap_samples
     cdef object _raw
     cdef uint8_t *_raw_ptr
     cdef Py_ssize_t _n_raw
+    cdef Py_ssize_t _cap_raw
     cdef int64_t _batch_rejects[8]
     cdef int64_t _rejects[8]
     cdef Py_ssize_t _keep
@@ -121,4 +123,5 @@ cdef class FrameDecoder:
     cdef int _reserve_samples(self, Py_ssize_t extra) except -1
     cdef int _reserve_raw(self, Py_ssize_t extra) except -1
     cdef int _reject(self, int reason, const uint8_t *p, size_t n, uint64_t dev) except -1
+    cdef Py_ssize_t _feed(self, const uint8_t *buf, size_t n, uint64_t device_id) except -1
     cdef int _frame(self, const uint8_t *p, size_t total, uint64_t expect) except -1

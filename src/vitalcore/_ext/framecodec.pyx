@@ -15,6 +15,7 @@ from collections import deque
 
 import numpy as np
 
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.math cimport isfinite
 from libc.stdlib cimport free, malloc, realloc
@@ -177,10 +178,10 @@ cdef class FrameDecoder:
         self.rejected_frames = deque(maxlen=keep_rejects or None)
         self._samples = np.empty(0, np.int16)
         self._samples_ptr = NULL
-        self._n_samples = 0
+        self._n_samples = self._cap_samples = 0
         self._raw = np.empty(0, np.uint8)
         self._raw_ptr = NULL
-        self._n_raw = 0
+        self._n_raw = self._cap_raw = 0
 
     def __dealloc__(self):
         cdef int t
@@ -202,24 +203,24 @@ cdef class FrameDecoder:
 
     cdef int _reserve_samples(self, Py_ssize_t extra) except -1:
         cdef int16_t[::1] view
-        cdef Py_ssize_t cap = self._samples.shape[0]
-        if self._n_samples + extra > cap:
-            cap = max(2 * cap, self._n_samples + extra, 65536)
+        if self._n_samples + extra > self._cap_samples:
+            cap = max(2 * self._cap_samples, self._n_samples + extra, 65536)
             new = np.empty(cap, np.int16)
             new[: self._n_samples] = self._samples[: self._n_samples]
             self._samples = new
+            self._cap_samples = cap
             view = new
             self._samples_ptr = &view[0]
         return 0
 
     cdef int _reserve_raw(self, Py_ssize_t extra) except -1:
         cdef uint8_t[::1] view
-        cdef Py_ssize_t cap = self._raw.shape[0]
-        if self._n_raw + extra > cap:
-            cap = max(2 * cap, self._n_raw + extra, 262144)
+        if self._n_raw + extra > self._cap_raw:
+            cap = max(2 * self._cap_raw, self._n_raw + extra, 262144)
             new = np.empty(cap, np.uint8)
             new[: self._n_raw] = self._raw[: self._n_raw]
             self._raw = new
+            self._cap_raw = cap
             view = new
             self._raw_ptr = &view[0]
         return 0
@@ -235,11 +236,14 @@ cdef class FrameDecoder:
 
     def feed(self, data, uint64_t device_id=0):
         """Decode all frames in ``data``; return how many were accepted."""
-        cdef const uint8_t[::1] mv = memoryview(data).cast("B")
-        cdef size_t n = mv.shape[0]
-        if n == 0:
-            return 0
-        cdef const uint8_t *buf = &mv[0]
+        cdef Py_buffer view
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            return self._feed(<const uint8_t *>view.buf, <size_t>view.len, device_id)
+        finally:
+            PyBuffer_Release(&view)
+
+    cdef Py_ssize_t _feed(self, const uint8_t *buf, size_t n, uint64_t device_id) except -1:
         cdef size_t pos = 0, q, total, end
         cdef uint32_t plen
         cdef int r
@@ -490,10 +494,10 @@ cdef class FrameDecoder:
         # the arrays now belong to the batch; the next feed allocates fresh ones
         self._samples = np.empty(0, np.int16)
         self._samples_ptr = NULL
-        self._n_samples = 0
+        self._n_samples = self._cap_samples = 0
         self._raw = np.empty(0, np.uint8)
         self._raw_ptr = NULL
-        self._n_raw = 0
+        self._n_raw = self._cap_raw = 0
         return DecodedBatch(tables, samples, raw, rejects)
 
     def decode(self, data, uint64_t device_id=0):

@@ -12,6 +12,9 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #if !defined(__BYTE_ORDER__) || (__BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__ && __BYTE_ORDER__ != __ORDER_BIG_ENDIAN__)
 #error "vitalcore: unknown byte order"
@@ -130,10 +133,42 @@ static inline ptrdiff_t vc_undelta8(const uint8_t *p, size_t avail, int16_t *out
     uint16_t prev = vc_ld_u16(p);
     out[0] = (int16_t)prev;
     size_t i = 2;
-    for (uint32_t k = 1; k < n; k++) {
+    uint32_t k = 1;
+    while (k < n) {
+        /* fast path: 8 plain deltas (no 0x80 escape byte among them) */
+        if (k + 8 <= n && i + 8 <= avail) {
+#if defined(__SSE2__)
+            /* sign-extend 8 int8 deltas to int16 lanes, prefix-sum them in 3 shifted adds */
+            __m128i d = _mm_loadl_epi64((const __m128i *)(p + i));
+            if ((_mm_movemask_epi8(_mm_cmpeq_epi8(d, _mm_set1_epi8((char)0x80))) & 0xFF) == 0) {
+                __m128i x = _mm_unpacklo_epi8(d, _mm_cmpgt_epi8(_mm_setzero_si128(), d));
+                x = _mm_add_epi16(x, _mm_slli_si128(x, 2));
+                x = _mm_add_epi16(x, _mm_slli_si128(x, 4));
+                x = _mm_add_epi16(x, _mm_slli_si128(x, 8));
+                x = _mm_add_epi16(x, _mm_set1_epi16((short)prev));
+                _mm_storeu_si128((__m128i *)(out + k), x);
+                prev = (uint16_t)_mm_extract_epi16(x, 7);
+                k += 8;
+                i += 8;
+                continue;
+            }
+#else
+            uint64_t v = vc_ld_u64(p + i);
+            uint64_t x = v ^ 0x8080808080808080ULL; /* escape bytes become 0x00 */
+            if (!((x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL)) {
+                for (int j = 0; j < 8; j++) {
+                    prev = (uint16_t)(prev + (uint16_t)(int16_t)(int8_t)(uint8_t)(v >> (8 * j)));
+                    out[k + j] = (int16_t)prev;
+                }
+                k += 8;
+                i += 8;
+                continue;
+            }
+#endif
+        }
         if (i >= avail) return -1;
         uint8_t b = p[i];
-        if (__builtin_expect(b == 0x80, 0)) {
+        if (b == 0x80) {
             if (i + 3 > avail) return -1;
             prev = vc_ld_u16(p + i + 1);
             i += 3;
@@ -141,7 +176,7 @@ static inline ptrdiff_t vc_undelta8(const uint8_t *p, size_t avail, int16_t *out
             prev = (uint16_t)(prev + (uint16_t)(int16_t)(int8_t)b);
             i += 1;
         }
-        out[k] = (int16_t)prev;
+        out[k++] = (int16_t)prev;
     }
     return (ptrdiff_t)i;
 }
