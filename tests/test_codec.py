@@ -21,9 +21,9 @@ from vitalcore import protocol as P
 from vitalcore._ext.framecodec import _crc32c_portable
 from vitalcore.batch import TABLES, DecodedBatch
 from vitalcore.errors import UsageError
+from vitalcore.testing import TS, any_frame, numerics_args, status_args, waveform_args
 
 R = P.RejectReason
-TS = 1_764_115_200_000_000  # 2025-11-26T00:00:00Z in µs
 DECODERS = {"cython": codec.FrameDecoder, "reference": ref.RefFrameDecoder}
 ENCODERS = {"cython": codec, "reference": ref}
 
@@ -56,101 +56,6 @@ def decode_both(buf: bytes, device_id: int = 0) -> DecodedBatch:
         assert len(bc.raw) + sum(len(x) for _, _, x in c.rejected_frames) == len(buf)
     assert len(c.rejected_frames) == bc.rejects.sum()
     return bc
-
-
-# ------------------------------------------------------------------------------ strategies
-devices = st.integers(1, 2**64 - 1)
-seqs = st.integers(0, 2**32 - 1)
-stamps = st.integers(P.TS_MIN_US, P.TS_MAX_US - 1)
-f32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
-
-
-@st.composite
-def waveform_args(draw):
-    ftype = draw(st.sampled_from([P.FrameType.ECG, P.FrameType.PLETH, P.FrameType.CUFF]))
-    channel = draw(st.integers(0, {1: 11, 2: 1, 3: 0}[ftype]))
-    n = draw(st.integers(1, 600))
-    kind = draw(st.sampled_from(["smooth", "random", "extreme"]))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    if kind == "smooth":
-        x = np.cumsum(rng.integers(-40, 40, n)).clip(-32768, 32767)
-    elif kind == "random":
-        x = rng.integers(-32768, 32768, n)
-    else:
-        x = rng.choice([-32768, 32767, 0, -1, 127, -127, 128, -128], n)
-    return dict(
-        frame_type=int(ftype),
-        device_id=draw(devices),
-        seq=draw(seqs),
-        ts_us=draw(stamps),
-        channel=channel,
-        samples=x.astype(np.int16),
-        fs_hz=draw(st.integers(1, P.MAX_FS_HZ)),
-        gain=draw(f32.filter(lambda g: g != 0)),
-        offset=draw(f32),
-        encoding=draw(st.sampled_from([0, 1])),
-    )
-
-
-numeric_entry = st.sampled_from(sorted(P.NUMERIC_RANGES)).flatmap(
-    lambda code: st.tuples(
-        st.just(code),
-        st.floats(*P.NUMERIC_RANGES[code], width=32),
-        st.sampled_from([0, 1, 2]),
-    )
-)
-
-
-@st.composite
-def numerics_args(draw):
-    return dict(
-        device_id=draw(devices),
-        seq=draw(seqs),
-        ts_us=draw(stamps),
-        entries=draw(st.lists(numeric_entry, min_size=1, max_size=P.MAX_NUMERICS)),
-    )
-
-
-serials = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=16)
-
-
-@st.composite
-def status_args(draw):
-    return dict(
-        device_id=draw(devices),
-        seq=draw(seqs),
-        ts_us=draw(stamps),
-        battery=draw(st.one_of(st.integers(0, 100), st.just(255))),
-        flags=draw(st.integers(0, 255)),
-        carrier=draw(st.integers(0, 255)),
-        rssi=draw(st.integers(-128, 127)),
-        leads_off=draw(st.integers(0, 0xFFFF)),
-        fault=draw(st.integers(0, 0xFFFF)),
-        powered_s=draw(st.integers(0, 2**32 - 1)),
-        accessories=draw(
-            st.lists(
-                st.tuples(st.integers(0, 255), serials, st.integers(0, 2**32 - 1)),
-                max_size=P.MAX_ACCESSORIES,
-            )
-        ),
-    )
-
-
-@st.composite
-def any_frame(draw, enc=codec):
-    kind = draw(st.sampled_from(["wave", "numerics", "status", "ack", "command"]))
-    if kind == "wave":
-        return enc.encode_waveform(**draw(waveform_args()))
-    if kind == "numerics":
-        return enc.encode_numerics(**draw(numerics_args()))
-    if kind == "status":
-        a = draw(status_args())
-        return enc.encode_status(a.pop("device_id"), a.pop("seq"), a.pop("ts_us"), **a)
-    common = (draw(devices), draw(seqs), draw(stamps), draw(st.integers(0, 2**32 - 1)))
-    if kind == "ack":
-        return enc.encode_ack(*common, draw(st.integers(0, 255)), draw(st.integers(0, 4)),
-                              draw(st.integers(0, 0xFFFF)))
-    return enc.encode_command(*common, draw(st.integers(0, 255)), draw(st.integers(0, 2**32 - 1)))
 
 
 # ------------------------------------------------------------------------------ CRC

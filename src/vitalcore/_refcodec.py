@@ -328,6 +328,12 @@ class RefFrameDecoder:
         self._raw = bytearray()
         self._batch_rejects = np.zeros(len(P.REJECT_REASONS), np.int64)
 
+    def count_reject(self, reason: int, data: bytes, device_id: int = 0) -> None:
+        """Count (and keep) a reject found by a companion parser, e.g. the JSON one."""
+        if reason not in set(R):
+            raise UsageError(f"unknown reject reason {reason}")
+        self._reject(R(reason), bytes(data), device_id)
+
     def feed(self, buf: bytes | bytearray | memoryview, device_id: int = 0) -> int:
         data = bytes(buf)
         n = len(data)

@@ -252,6 +252,7 @@ class RejectReason(enum.IntEnum):
     UNKNOWN_TYPE = 5  #: frame type this reader does not know
     VALUE_RANGE = 6  #: a field outside its accepted range (fs, gain, timestamp, numeric, ...)
     DEVICE_MISMATCH = 7  #: device id differs from the authenticated device
+    BAD_JSON = 8  #: a JSON document that is not valid JSON or not of the JSON frame schema
 
 
 REJECT_REASONS: tuple[str, ...] = tuple(r.name.lower() for r in RejectReason)

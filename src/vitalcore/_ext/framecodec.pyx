@@ -61,7 +61,8 @@ cdef enum:
     R_UNKNOWN_TYPE = 5
     R_VALUE_RANGE = 6
     R_DEVICE_MISMATCH = 7
-    N_REASONS = 8
+    R_BAD_JSON = 8
+    N_REASONS = 9
     ACCEPTED = 100
     TB_FRAMES = 0
     TB_WAVES = 1
@@ -233,6 +234,13 @@ cdef class FrameDecoder:
                 n = MIN_FRAME + MAX_PAYLOAD
             self.rejected_frames.append((reason, dev, PyBytes_FromStringAndSize(<const char *>p, n)))
         return 0
+
+    def count_reject(self, int reason, data, uint64_t device_id=0):
+        """Count (and keep) a reject found by a companion parser, e.g. the JSON one."""
+        if not 0 <= reason < N_REASONS:
+            raise UsageError(f"unknown reject reason {reason}")
+        cdef bytes b = bytes(data)
+        self._reject(reason, <const uint8_t *>PyBytes_AS_STRING(b), len(b), device_id)
 
     def feed(self, data, uint64_t device_id=0):
         """Decode all frames in ``data``; return how many were accepted."""
