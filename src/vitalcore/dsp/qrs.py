@@ -6,27 +6,35 @@ peaks) in numpy arrays owned by a :class:`QRSDetector`.  The batch function
 :func:`detect_qrs` feeds the whole record through the same kernel and then flushes it, so
 streaming and batch results agree by construction, for any chunking.
 
-Pipeline per sample (Pan & Tompkins 1985, with Hamilton & Tompkins 1986 decision rules):
+Pipeline per sample (Pan & Tompkins 1985, with the Hamilton & Tompkins 1986 feature and
+threshold position):
 
 1. sanitise: non-finite samples hold the last finite value, ``|x|`` is clipped to
    ``clip_mv``; both, and runs of identical values longer than ``flat_s``, mark the
-   sample *bad* (leads off, saturation, dropout);
+   sample *bad* (leads off, saturation, dropout).  The high-pass starts settled on the
+   first sample (no start-up transient from an electrode offset);
 2. band-pass 5-15 Hz (2nd-order Butterworth high-pass then low-pass, bilinear transform);
-3. five-point derivative, squaring, moving-window integration over 150 ms (MWI);
+3. five-point derivative, absolute value (Hamilton-Tompkins; linear in QRS amplitude, so
+   small aberrant beats are not squashed as by squaring), moving-window integration over
+   150 ms (MWI);
 4. MWI peaks: a local maximum becomes a peak once no higher local maximum follows within
    the 200 ms refractory period;
-5. classification with adaptive thresholds ``THR1 = NPKI + 0.25 (SPKI - NPKI)`` and
-   ``THR2 = THR1 / 2`` (signal/noise peak levels updated with weight 1/8), T-wave
-   discrimination (a peak within 360 ms of the last QRS whose maximum band-pass slope is
-   under half of that QRS's slope is a T wave), searchback: if no QRS came within
-   1.66 x the regular-RR average, the largest stored peak above ``THR2`` is taken (level
-   update weight 1/4); if none is, ``SPKI`` is halved (not below ``3 NPKI``) so the
-   detector recovers from a gain drop;
-6. the R peak is the largest absolute band-pass value in the QRS window, corrected for
-   the filter group delay.  Beats whose QRS window touches a bad sample, or whose
-   band-pass amplitude is under ``min_amp_mv``, are never reported.
+5. adaptive thresholds ``THR1 = NPKI + 0.3125 (SPKI - NPKI)``, ``THR2 = THR1 / 2``
+   (signal/noise peak levels, exponential averages with weight 1/8), after a 2 s learning
+   phase (``SPKI = max/2``, ``NPKI = mean/2`` of the MWI);
+6. a peak above ``THR1`` becomes a *pending* QRS for 360 ms: a later peak in that span
+   whose maximum band-pass slope is under half the pending one's is a T wave (noise);
+   one with over 1.5x its slope replaces it (the pending one was a tall P wave or an
+   artefact); otherwise the pending QRS is confirmed;
+7. searchback: if no QRS came within 1.66 x the regular-RR average (mean of the last 8
+   RR within 92-116 % of it, reset after 8 misses), the largest stored non-T peak above
+   ``THR2`` is taken (level weight 1/4); if none is, ``SPKI`` is halved (not below
+   ``3 NPKI``) so the detector recovers from a gain drop without inventing a beat;
+8. the R peak is the largest absolute band-pass value in the QRS window, minus the lag
+   the filters give a template R wave.  Beats whose QRS window touches a bad sample, or
+   whose band-pass amplitude is under ``min_amp_mv``, are never reported.
 
-Latency: a beat is reported about 0.2 s + 0.15 s after its R peak.
+Latency: a beat is reported about 0.2 s (refractory) + 0.36 s (pending) after its R peak.
 """
 
 from __future__ import annotations
@@ -64,15 +72,19 @@ _N, _CAND_IDX, _LAST_M, _LAST_R = 0, 1, 2, 3
 _LEARN_END, _LEARNED, _N_STORE, _SB_DEADLINE = 4, 5, 6, 7
 _FLAT_RUN, _LAST_BAD, _W, _REFR, _TWAVE, _MASK_SQ, _MASK_BP = 8, 9, 10, 11, 12, 13, 14
 _BP_DELAY, _N_LEARN_PK, _FLAT_MIN, _RR_N1, _RR_N2, _RR_MISS = 15, 16, 17, 18, 19, 20
-_GUARD, _N_OUT_TOTAL, _SB_FROM = 21, 22, 23
-_NI = 24
+_GUARD, _PEND, _SB_FROM, _PEND_AT = 21, 22, 23, 24
+_OFF_SQ, _OFF_BP, _OFF_STORE, _OFF_LEARN, _OFF_RR1, _OFF_RR2, _OFF_PK, _OFF_PEND = range(25, 33)
+_NI = 33
 # peak records (stored noise peaks and learning-phase peaks): columns
 _PK_M, _PK_VAL, _PK_R, _PK_AMP, _PK_SLOPE, _PK_T = 0, 1, 2, 3, 4, 5
 _PK_COLS = 6
+_TH = 0.3125  # detection threshold position between noise and signal level (Hamilton)
 _STORE_CAP = 32
 _LEARN_CAP = 16
 _RR_LEN = 8
 _FAR = np.int64(2**62)
+_EMPTY = np.empty(0, dtype=np.int64)
+_EMPTY.flags.writeable = False
 
 
 def _biquad(kind: str, fc: float, fs: float) -> tuple[float, float, float, float, float]:
@@ -88,20 +100,27 @@ def _biquad(kind: str, fc: float, fs: float) -> tuple[float, float, float, float
     return b0 / a0, b1 / a0, b2 / a0, a1 / a0, a2 / a0
 
 
-def _group_delay(coefs: list[tuple[float, ...]], f: float, fs: float) -> float:
-    """Group delay in samples of a biquad cascade at frequency ``f`` (numerical phase slope)."""
+def _locate_delay(coefs: list[tuple[float, ...]], fs: float, width_s: float = 0.010,
+                  signed: bool = False) -> int:
+    """Lag (samples) of the filtered absolute maximum behind a template wave's apex.
 
-    def phase(freq: float) -> float:
-        z = np.exp(-1j * 2 * math.pi * freq / fs)
-        h = 1.0 + 0j
-        for b0, b1, b2, a1, a2 in coefs:
-            h *= (b0 + b1 * z + b2 * z * z) / (1 + a1 * z + a2 * z * z)
-        return float(np.angle(h))
-
-    df = 0.01
-    dphi = phase(f + df) - phase(f - df)
-    dphi = (dphi + math.pi) % (2 * math.pi) - math.pi
-    return -dphi / (2 * math.pi * 2 * df) * fs
+    The template is a Gaussian (SD ``width_s``; 10 ms: an R wave) in the middle of a
+    4 s buffer; the lag is subtracted from located maxima (of the absolute value, or of
+    the value itself if ``signed``) to point at the apex.
+    """
+    n = int(4 * fs)
+    t = (np.arange(n) - n // 2) / fs
+    y = np.exp(-0.5 * (t / width_s) ** 2)
+    for b0, b1, b2, a1, a2 in coefs:
+        z1 = z2 = 0.0
+        out = np.empty(n)
+        for i, v in enumerate(y.tolist()):
+            o = b0 * v + z1
+            z1 = b1 * v - a1 * o + z2
+            z2 = b2 * v - a2 * o
+            out[i] = o
+        y = out
+    return int(np.argmax(y if signed else np.abs(y))) - n // 2
 
 
 # ----------------------------------------------------------------------------------------
@@ -119,7 +138,7 @@ def _rr_update(sf, si, rr1, rr2, rr):  # pragma: no cover - compiled
         s += rr1[j]
     sf[_RR_AVG1] = s / k
     avg2 = sf[_RR_AVG2]
-    if si[_RR_N2] == 0 or (0.92 * avg2 <= rr <= 1.16 * avg2):
+    if 0.92 * avg2 <= rr <= 1.16 * avg2:
         n2 = si[_RR_N2]
         rr2[n2 % _RR_LEN] = rr
         si[_RR_N2] = n2 + 1
@@ -150,10 +169,12 @@ def _set_deadline(sf, si):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _accept(sf, si, rr1, rr2, store, out, n_out, m, val, r, slope, weight):  # pragma: no cover
-    """Record a QRS (MWI peak ``m``, R peak ``r``); returns the new output count."""
-    sf[_SPKI] = weight * val + (1.0 - weight) * sf[_SPKI]
-    sf[_LAST_SLOPE] = slope
+def _accept(sf, si, rr1, rr2, store, out, n_out, pk, weight):  # pragma: no cover - compiled
+    """Report the QRS of peak record ``pk``; ``weight`` updates the signal level."""
+    m = np.int64(pk[_PK_M])
+    r = np.int64(pk[_PK_R])
+    sf[_SPKI] = weight * pk[_PK_VAL] + (1.0 - weight) * sf[_SPKI]
+    sf[_LAST_SLOPE] = pk[_PK_SLOPE]
     if si[_LAST_R] >= 0:
         _rr_update(sf, si, rr1, rr2, float(r - si[_LAST_R]))
     si[_LAST_M] = m
@@ -163,78 +184,144 @@ def _accept(sf, si, rr1, rr2, store, out, n_out, m, val, r, slope, weight):  # p
     k = 0
     for j in range(si[_N_STORE]):
         if store[j, _PK_M] > m:
-            for c in range(_PK_COLS):
-                store[k, c] = store[j, c]
+            store[k, :] = store[j, :]
             k += 1
     si[_N_STORE] = k
     _set_deadline(sf, si)
     out[n_out] = r
-    si[_N_OUT_TOTAL] += 1
     return n_out + 1
 
 
 @numba.njit(cache=True, nogil=True)
-def _searchback(sf, si, rr1, rr2, store, out, n_out, t_dec):  # pragma: no cover - compiled
-    """Run searchback while the decided-up-to time ``t_dec`` is past the RR limit."""
+def _searchback(sf, si, rr1, rr2, store, pend, out, n_out, t_dec):  # pragma: no cover
+    """Searchback while the decided-up-to time ``t_dec`` is 1.66 RR past the last QRS.
+
+    Only peaks before a pending QRS candidate are eligible (beats stay in time order).
+    """
+    limit = np.int64(pend[_PK_M]) if si[_PEND] else t_dec
     for _ in range(_STORE_CAP + 8):  # bounded
-        if si[_SB_FROM] < 0 or t_dec - si[_SB_FROM] <= 1.66 * sf[_RR_AVG2]:
+        if si[_SB_FROM] < 0 or limit - si[_SB_FROM] <= 1.66 * sf[_RR_AVG2]:
             break
-        thr1 = sf[_NPKI] + 0.25 * (sf[_SPKI] - sf[_NPKI])
-        thr2 = 0.5 * thr1
+        thr2 = 0.5 * (sf[_NPKI] + _TH * (sf[_SPKI] - sf[_NPKI]))
         best = -1
         bval = thr2
         for j in range(si[_N_STORE]):
-            if store[j, _PK_T] == 0.0 and store[j, _PK_VAL] > bval:
+            if store[j, _PK_T] == 0.0 and store[j, _PK_VAL] > bval and store[j, _PK_M] < limit:
                 bval = store[j, _PK_VAL]
                 best = j
         if best >= 0:
-            n_out = _accept(sf, si, rr1, rr2, store, out, n_out,
-                            np.int64(store[best, _PK_M]), store[best, _PK_VAL],
-                            np.int64(store[best, _PK_R]), store[best, _PK_SLOPE], 0.25)
+            n_out = _accept(sf, si, rr1, rr2, store, out, n_out, store[best], 0.25)
         else:
-            # nothing above THR2: lower the signal level (gain drop), retry at the next RR
+            # nothing above THR2: lower the signal level (gain drop), retry one RR later
             sf[_SPKI] = max(0.5 * sf[_SPKI], 3.0 * sf[_NPKI])
-            si[_SB_FROM] = t_dec  # restart the RR clock without inventing a beat
+            si[_SB_FROM] = limit  # restart the RR clock without inventing a beat
             _set_deadline(sf, si)
             break
     return n_out
 
 
 @numba.njit(cache=True, nogil=True)
-def _classify(sf, si, rr1, rr2, store, out, n_out, pk):  # pragma: no cover - compiled
-    """Classify one MWI peak record ``pk`` as QRS or noise."""
+def _noise(sf, si, store, pk, is_t):  # pragma: no cover - compiled
+    """Book a non-QRS peak: update the noise level, keep it for searchback."""
+    sf[_NPKI] = 0.125 * pk[_PK_VAL] + 0.875 * sf[_NPKI]
+    if pk[_PK_AMP] < sf[_MIN_AMP]:
+        return
+    k = si[_N_STORE]
+    if k == _STORE_CAP:  # full: forget the oldest
+        store[:-1, :] = store[1:, :]
+        k -= 1
+    store[k, :] = pk
+    store[k, _PK_T] = 1.0 if is_t else 0.0
+    si[_N_STORE] = k + 1
+    _set_deadline(sf, si)
+
+
+@numba.njit(cache=True, nogil=True)
+def _classify(sf, si, rr1, rr2, store, pend, out, n_out, pk):  # pragma: no cover - compiled
+    """Classify one MWI peak record ``pk``: noise, T wave, or (pending) QRS.
+
+    A QRS candidate stays pending for 360 ms: a later candidate in that span with under
+    half its slope is a T wave; one with over twice its slope replaces it (the pending
+    one was a P wave or an artefact).
+    """
     m = np.int64(pk[_PK_M])
-    val = pk[_PK_VAL]
-    r = np.int64(pk[_PK_R])
-    amp = pk[_PK_AMP]
-    slope = pk[_PK_SLOPE]
-    if si[_LAST_BAD] >= r - si[_GUARD]:
+    if si[_LAST_BAD] >= np.int64(pk[_PK_R]) - si[_GUARD]:
         return n_out  # QRS window touches bad samples: report nothing, learn nothing
-    n_out = _searchback(sf, si, rr1, rr2, store, out, n_out, m)
-    thr1 = sf[_NPKI] + 0.25 * (sf[_SPKI] - sf[_NPKI])
-    is_t = (si[_LAST_M] >= 0 and m - si[_LAST_M] < si[_TWAVE]
-            and slope < 0.5 * sf[_LAST_SLOPE])
-    if val > thr1 and not is_t and amp >= sf[_MIN_AMP]:
-        return _accept(sf, si, rr1, rr2, store, out, n_out, m, val, r, slope, 0.125)
-    sf[_NPKI] = 0.125 * val + 0.875 * sf[_NPKI]
-    if amp >= sf[_MIN_AMP]:
-        k = si[_N_STORE]
-        if k == _STORE_CAP:  # full: forget the oldest
-            for j in range(1, _STORE_CAP):
-                for c in range(_PK_COLS):
-                    store[j - 1, c] = store[j, c]
-            k -= 1
-        for c in range(_PK_COLS):
-            store[k, c] = pk[c]
-        store[k, _PK_T] = 1.0 if is_t else 0.0
-        si[_N_STORE] = k + 1
-        _set_deadline(sf, si)
+    n_out = _searchback(sf, si, rr1, rr2, store, pend, out, n_out, m)
+    thr1 = sf[_NPKI] + _TH * (sf[_SPKI] - sf[_NPKI])
+    if pk[_PK_VAL] <= thr1 or pk[_PK_AMP] < sf[_MIN_AMP]:
+        _noise(sf, si, store, pk, False)
+        return n_out
+    if si[_PEND]:
+        ref_m, ref_slope = np.int64(pend[_PK_M]), pend[_PK_SLOPE]
+    else:
+        ref_m, ref_slope = si[_LAST_M], sf[_LAST_SLOPE]
+    if ref_m >= 0 and m - ref_m < si[_TWAVE]:
+        if pk[_PK_SLOPE] < 0.5 * ref_slope:
+            _noise(sf, si, store, pk, True)
+            return n_out
+        if si[_PEND] and pk[_PK_SLOPE] > 1.5 * ref_slope:
+            _noise(sf, si, store, pend, True)
+            si[_PEND] = 0
+    if si[_PEND]:
+        n_out = _accept(sf, si, rr1, rr2, store, out, n_out, pend, 0.125)
+    pend[:] = pk
+    si[_PEND] = 1
+    si[_PEND_AT] = m + si[_TWAVE] + si[_REFR]
     return n_out
 
 
 @numba.njit(cache=True, nogil=True)
-def _qrs_kernel(x, sf, si, ring_sq, ring_bp, store, learn, rr1, rr2, pk, out):  # pragma: no cover
-    """Feed ``x`` (mV) through the detector; writes R-peak indices to ``out``, returns count."""
+def _next_event(si, emit_at):  # pragma: no cover - compiled
+    """Earliest sample index at which the kernel must leave its per-sample fast path."""
+    if not si[_LEARNED]:
+        return min(emit_at, si[_LEARN_END])
+    t = min(emit_at, si[_SB_DEADLINE])
+    return min(t, si[_PEND_AT]) if si[_PEND] else t
+
+
+@numba.njit(cache=True, nogil=True)
+def _peak_record(ring_bp, mbp, c, w, delay, val, pk):  # pragma: no cover - compiled
+    """Fill ``pk`` for the MWI peak at ``c``: R location, band-pass amplitude and slope."""
+    amp = 0.0
+    slope = 0.0
+    ridx = c
+    prev = ring_bp[(c - w - 4) & mbp]
+    for k in range(c - w - 3, c + 1):
+        bk = ring_bp[k & mbp]
+        if abs(bk) > amp:
+            amp = abs(bk)
+            ridx = k
+        dk = abs(bk - prev)
+        if dk > slope:
+            slope = dk
+        prev = bk
+    pk[_PK_M] = c
+    pk[_PK_VAL] = val
+    pk[_PK_R] = max(ridx - delay, 0)
+    pk[_PK_AMP] = amp
+    pk[_PK_SLOPE] = slope
+    pk[_PK_T] = 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _qrs_kernel(x, blob, si, out):  # pragma: no cover - compiled
+    """Feed ``x`` (mV) through the detector; writes R-peak indices to ``out``, returns count.
+
+    ``blob`` holds the float state and all buffers at the offsets recorded in ``si``
+    (few arguments keep the per-call dispatch cost low for small chunks).  The per-sample
+    path works on locals only; peaks, the end of learning and searchback are rare events
+    folded into one comparison against ``next_event``.
+    """
+    sf = blob[:_NF]
+    ring_sq = blob[si[_OFF_SQ]:si[_OFF_BP]]
+    ring_bp = blob[si[_OFF_BP]:si[_OFF_STORE]]
+    store = blob[si[_OFF_STORE]:si[_OFF_LEARN]].reshape((_STORE_CAP, _PK_COLS))
+    learn = blob[si[_OFF_LEARN]:si[_OFF_RR1]].reshape((_LEARN_CAP, _PK_COLS))
+    rr1 = blob[si[_OFF_RR1]:si[_OFF_RR2]]
+    rr2 = blob[si[_OFF_RR2]:si[_OFF_PK]]
+    pk = blob[si[_OFF_PK]:si[_OFF_PEND]]
+    pend = blob[si[_OFF_PEND]:si[_OFF_PEND] + _PK_COLS]
     n_out = 0
     hb0, hb1, hb2, ha1, ha2 = sf[_HB0], sf[_HB1], sf[_HB2], sf[_HA1], sf[_HA2]
     lb0, lb1, lb2, la1, la2 = sf[_LB0], sf[_LB1], sf[_LB2], sf[_LA1], sf[_LA2]
@@ -242,25 +329,36 @@ def _qrs_kernel(x, sf, si, ring_sq, ring_bp, store, learn, rr1, rr2, pk, out):  
     d1, d2, d3, d4 = sf[_D1], sf[_D2], sf[_D3], sf[_D4]
     msum, p1, p2 = sf[_MWI_SUM], sf[_MWI_P1], sf[_MWI_P2]
     last_x, clip, dgain = sf[_LAST_X], sf[_CLIP], sf[_DGAIN]
+    cand_val = sf[_CAND_VAL]
+    cand_idx = si[_CAND_IDX]
+    learned = si[_LEARNED]
+    last_bad = si[_LAST_BAD]
     n = si[_N]
     w = si[_W]
     refr = si[_REFR]
     msq = si[_MASK_SQ]
     mbp = si[_MASK_BP]
+    delay = si[_BP_DELAY]
     flat_run = si[_FLAT_RUN]
     flat_min = si[_FLAT_MIN]
+    learn_max = sf[_LEARN_MAX]
+    learn_sum = sf[_LEARN_SUM]
+    emit_at = cand_idx + refr if cand_idx >= 0 else _FAR
+    next_event = _next_event(si, emit_at)
     for i in range(x.shape[0]):
         v = x[i]
         if not math.isfinite(v):
-            v = last_x
-            si[_LAST_BAD] = n
+            v = last_x if math.isfinite(last_x) else 0.0
+            last_bad = n
         elif v > clip or v < -clip:
             v = clip if v > 0 else -clip
-            si[_LAST_BAD] = n
+            last_bad = n
+        if not math.isfinite(last_x):  # first sample: start the high-pass settled on it
+            hz1, hz2 = -hb0 * v, hb2 * v
         if v == last_x:
             flat_run += 1
             if flat_run >= flat_min:
-                si[_LAST_BAD] = n
+                last_bad = n
         else:
             flat_run = 0
         last_x = v
@@ -274,7 +372,7 @@ def _qrs_kernel(x, sf, si, ring_sq, ring_bp, store, learn, rr1, rr2, pk, out):  
         # five-point derivative (Pan-Tompkins), squared, moving-window integral
         der = (2.0 * b + d1 - d3 - 2.0 * d4) * dgain
         d4, d3, d2, d1 = d3, d2, d1, b
-        sq = der * der
+        sq = abs(der)
         ring_bp[n & mbp] = b
         ring_sq[n & msq] = sq
         msum += sq - ring_sq[(n - w) & msq]
@@ -282,64 +380,57 @@ def _qrs_kernel(x, sf, si, ring_sq, ring_bp, store, learn, rr1, rr2, pk, out):  
             msum = 0.0
             for j in range(w):
                 msum += ring_sq[(n - j) & msq]
-        mwi = msum
-        # local maximum of the MWI at n-1
-        if p1 > p2 and p1 >= mwi and p1 > sf[_CAND_VAL]:
-            sf[_CAND_VAL] = p1
-            si[_CAND_IDX] = n - 1
+        # local maximum of the MWI at n-1 that beats the pending candidate
+        if p1 > p2 and p1 >= msum and p1 > cand_val:
+            cand_val = p1
+            cand_idx = n - 1
+            emit_at = cand_idx + refr
+            next_event = min(next_event, emit_at)
         p2 = p1
-        p1 = mwi
-        if si[_LEARNED] == 0:
-            if mwi > sf[_LEARN_MAX]:
-                sf[_LEARN_MAX] = mwi
-            sf[_LEARN_SUM] += mwi
-        c = si[_CAND_IDX]
-        if c >= 0 and n - c >= refr:
-            # the candidate is a peak: build its record from the band-pass ring
-            amp = 0.0
-            slope = 0.0
-            ridx = c
-            prev = ring_bp[(c - w - 4) & mbp]
-            for k in range(c - w - 3, c + 1):
-                bk = ring_bp[k & mbp]
-                if abs(bk) > amp:
-                    amp = abs(bk)
-                    ridx = k
-                dk = abs(bk - prev)
-                if dk > slope:
-                    slope = dk
-                prev = bk
-            ridx -= si[_BP_DELAY]
-            if ridx < 0:
-                ridx = 0
-            pk[_PK_M] = c
-            pk[_PK_VAL] = sf[_CAND_VAL]
-            pk[_PK_R] = ridx
-            pk[_PK_AMP] = amp
-            pk[_PK_SLOPE] = slope
-            pk[_PK_T] = 0.0
-            sf[_CAND_VAL] = 0.0
-            si[_CAND_IDX] = -1
-            if si[_LEARNED] == 1:
-                n_out = _classify(sf, si, rr1, rr2, store, out, n_out, pk)
-            elif si[_N_LEARN_PK] < _LEARN_CAP:
-                for cc in range(_PK_COLS):
-                    learn[si[_N_LEARN_PK], cc] = pk[cc]
-                si[_N_LEARN_PK] += 1
-        if si[_LEARNED] == 0 and n >= si[_LEARN_END]:
-            # end of the 2 s learning phase: initial levels, then classify queued peaks
-            si[_LEARNED] = 1
-            sf[_SPKI] = 0.5 * sf[_LEARN_MAX]
-            sf[_NPKI] = 0.5 * sf[_LEARN_SUM] / (n + 1)
-            for j in range(si[_N_LEARN_PK]):
-                n_out = _classify(sf, si, rr1, rr2, store, out, n_out, learn[j])
-        elif n >= si[_SB_DEADLINE]:
-            n_out = _searchback(sf, si, rr1, rr2, store, out, n_out, n - refr)
+        p1 = msum
+        if not learned:
+            learn_max = max(learn_max, msum)
+            learn_sum += msum
+        if n >= next_event:
+            si[_LAST_BAD] = last_bad
+            if n >= emit_at:
+                # no higher local maximum for a refractory period: the candidate is a peak
+                _peak_record(ring_bp, mbp, cand_idx, w, delay, cand_val, pk)
+                cand_val = 0.0
+                cand_idx = -1
+                emit_at = _FAR
+                if learned:
+                    n_out = _classify(sf, si, rr1, rr2, store, pend, out, n_out, pk)
+                elif si[_N_LEARN_PK] < _LEARN_CAP:
+                    learn[si[_N_LEARN_PK], :] = pk
+                    si[_N_LEARN_PK] += 1
+            if not learned and n >= si[_LEARN_END]:
+                # end of the 2 s learning phase: initial levels, then the queued peaks
+                learned = 1
+                si[_LEARNED] = 1
+                si[_SB_FROM] = n
+                sf[_SPKI] = 0.5 * learn_max
+                sf[_NPKI] = 0.5 * learn_sum / (n + 1)
+                for j in range(si[_N_LEARN_PK]):
+                    n_out = _classify(sf, si, rr1, rr2, store, pend, out, n_out, learn[j])
+            elif learned:
+                if si[_PEND] and n >= si[_PEND_AT]:
+                    n_out = _searchback(sf, si, rr1, rr2, store, pend, out, n_out, n - refr)
+                    n_out = _accept(sf, si, rr1, rr2, store, out, n_out, pend, 0.125)
+                    si[_PEND] = 0
+                if n >= si[_SB_DEADLINE]:
+                    n_out = _searchback(sf, si, rr1, rr2, store, pend, out, n_out, n - refr)
+            next_event = _next_event(si, emit_at)
         n += 1
     sf[_HZ1], sf[_HZ2], sf[_LZ1], sf[_LZ2] = hz1, hz2, lz1, lz2
     sf[_D1], sf[_D2], sf[_D3], sf[_D4] = d1, d2, d3, d4
     sf[_MWI_SUM], sf[_MWI_P1], sf[_MWI_P2] = msum, p1, p2
     sf[_LAST_X] = last_x
+    sf[_CAND_VAL] = cand_val
+    sf[_LEARN_MAX] = learn_max
+    sf[_LEARN_SUM] = learn_sum
+    si[_CAND_IDX] = cand_idx
+    si[_LAST_BAD] = last_bad
     si[_N] = n
     si[_FLAT_RUN] = flat_run
     return n_out
@@ -391,12 +482,13 @@ class QRSDetector:
     -----
     Feed chunks of any size with :meth:`process`; it returns the absolute sample indices
     (int64, strictly increasing over the stream) of the R peaks decided in that call.  A
-    beat is decided about 0.35 s after its R peak, so the beats of a chunk may come with
+    beat is decided about 0.6 s after its R peak, so the beats of a chunk may come with
     the next one.  Call :meth:`flush` at the end of a record to decide the last beat.
     Invariants: every returned index is ``< samples_seen``; indices never repeat.
 
     Examples
     --------
+    >>> import numpy as np
     >>> from vitalcore.dsp import QRSDetector, simulate_ecg
     >>> ecg, truth = simulate_ecg(20.0, 250.0, hr_bpm=72.0, seed=1)
     >>> det = QRSDetector(250.0)
@@ -444,19 +536,21 @@ class QRSDetector:
         si[_SB_DEADLINE] = _FAR
         si[_FLAT_MIN] = max(2, int(round(self.flat_s * fs)))
         si[_GUARD] = w
-        # band-pass group delay at 10 Hz plus the derivative's 2 samples are removed
-        # from the located extremum (which is found on the band-passed signal)
-        si[_BP_DELAY] = int(round(_group_delay([hp, lp], 10.0, fs)))
-        self._sf, self._si = sf, si
-        self._ring_sq = np.zeros(1 << int(math.ceil(math.log2(w + 2))))
-        si[_MASK_SQ] = self._ring_sq.size - 1
-        self._ring_bp = np.zeros(1 << int(math.ceil(math.log2(refr + w + 8))))
-        si[_MASK_BP] = self._ring_bp.size - 1
-        self._store = np.zeros((_STORE_CAP, _PK_COLS))
-        self._learn = np.zeros((_LEARN_CAP, _PK_COLS))
-        self._rr1 = np.zeros(_RR_LEN)
-        self._rr2 = np.zeros(_RR_LEN)
-        self._pk = np.zeros(_PK_COLS)
+        si[_BP_DELAY] = _locate_delay([hp, lp], fs)
+        n_sq = 1 << int(math.ceil(math.log2(w + 2)))
+        n_bp = 1 << int(math.ceil(math.log2(refr + w + 8)))
+        sizes = [_NF, n_sq, n_bp, _STORE_CAP * _PK_COLS, _LEARN_CAP * _PK_COLS, _RR_LEN,
+                 _RR_LEN, _PK_COLS, _PK_COLS]
+        offs = np.cumsum([0] + sizes)
+        si[_OFF_SQ:_OFF_PEND + 1] = offs[1:-1]
+        si[_MASK_SQ] = n_sq - 1
+        si[_MASK_BP] = n_bp - 1
+        self._blob = np.zeros(int(offs[-1]))
+        self._blob[:_NF] = sf
+        self._sf = self._blob[:_NF]  # view: the kernel updates it in place
+        self._si = si
+        self._out = np.empty(0, dtype=np.int64)
+        self._refr = refr
 
     @property
     def samples_seen(self) -> int:
@@ -482,24 +576,26 @@ class QRSDetector:
         numpy.ndarray of int64
             Absolute sample indices (from the first sample after construction / reset).
         """
-        x = _as_1d(chunk, "chunk")
-        return self._run(x)
+        if not (type(chunk) is np.ndarray and chunk.dtype == np.float64 and chunk.ndim == 1
+                and chunk.flags.c_contiguous):
+            chunk = _as_1d(chunk, "chunk")
+        return self._run(chunk)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        cap = x.size // max(1, int(self._si[_REFR])) + 2 * _STORE_CAP + _LEARN_CAP + 8
-        out = np.empty(cap, dtype=np.int64)
-        k = _qrs_kernel(x, self._sf, self._si, self._ring_sq, self._ring_bp, self._store,
-                        self._learn, self._rr1, self._rr2, self._pk, out)
-        return out[:k]
+        cap = x.size // self._refr + 2 * _STORE_CAP + _LEARN_CAP + 8
+        if self._out.size < cap:
+            self._out = np.empty(max(cap, 256), dtype=np.int64)
+        k = _qrs_kernel(x, self._blob, self._si, self._out)
+        return self._out[:k].copy() if k else _EMPTY
 
     def flush(self) -> np.ndarray:
         """Decide the pending beat at the end of a record; returns its index if any.
 
-        The detector is fed the last value held for 0.4 s (not counted as bad); beats
+        The detector is fed the last value held for 1 s (not counted as bad); beats
         located in that padding are dropped. Call :meth:`reset` before reusing it.
         """
         n0 = self.samples_seen
-        pad = int(round(0.4 * self.fs))
+        pad = int(round(1.0 * self.fs))
         si = self._si
         flat_min = si[_FLAT_MIN]
         si[_FLAT_MIN] = 2**62
