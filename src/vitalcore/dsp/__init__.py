@@ -1,4 +1,4 @@
-"""Signal algorithms: QRS detection, heart rate, SpO2, oscillometric NIBP, simulators.
+"""Signal algorithms: QRS detection, VF/VFL detection, heart rate, SpO2, oscillometric NIBP, simulators.
 
 Hot loops are private numba kernels (``cache=True``, compiled on first use and cached on
 disk); the public functions and classes below validate their arguments and raise
@@ -29,6 +29,7 @@ from vitalcore.dsp.simulate import (
     spo2_to_ratio,
 )
 from vitalcore.dsp.spo2 import SPO2_FLAGS, SpO2Estimator, SpO2Result, estimate_spo2
+from vitalcore.dsp.vf import VFDetector, VFResult, detect_vf, vf_episodes
 
 __all__ = [
     "BEAT_SYMBOLS",
@@ -48,7 +49,10 @@ __all__ = [
     "SPO2_FLAGS",
     "SpO2Estimator",
     "SpO2Result",
+    "VFDetector",
+    "VFResult",
     "detect_qrs",
+    "detect_vf",
     "ecg_quality",
     "estimate_nibp",
     "estimate_spo2",
@@ -59,4 +63,5 @@ __all__ = [
     "simulate_ecg",
     "simulate_ppg",
     "spo2_to_ratio",
+    "vf_episodes",
 ]

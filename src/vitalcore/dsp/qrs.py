@@ -44,6 +44,7 @@ import math
 import numba
 import numpy as np
 
+from vitalcore.dsp import _vfkernel as vk
 from vitalcore.errors import UsageError
 
 __all__ = ["QRSDetector", "detect_qrs", "FS_MIN", "FS_MAX"]
@@ -305,13 +306,26 @@ def _peak_record(ring_bp, mbp, c, w, delay, val, pk):  # pragma: no cover - comp
 
 
 @numba.njit(cache=True, nogil=True)
-def _qrs_kernel(x, blob, si, out):  # pragma: no cover - compiled
+def _vf_event(vfb, vfi, out, n_rel, n_out, count, last_bad, wout):  # pragma: no cover
+    """One second ended: hold the new beats ``out[n_rel:n_out]``, analyse, release."""
+    if vfi[vk._NHOLD] + (n_out - n_rel) > vk.HOLD_CAP:  # unreachable in practice
+        n_rel = vk.release(vfi, out, n_rel, True)
+    vk.hold(vfi, out[n_rel:], n_out - n_rel)
+    if count > 0:
+        vk.vf_second(vfb, vfi, count, last_bad, wout)
+    return vk.release(vfi, out, n_rel, False)
+
+
+@numba.njit(cache=True, nogil=True)
+def _qrs_kernel(x, blob, si, out, vfb, vfi, wout):  # pragma: no cover - compiled
     """Feed ``x`` (mV) through the detector; writes R-peak indices to ``out``, returns count.
 
     ``blob`` holds the float state and all buffers at the offsets recorded in ``si``
     (few arguments keep the per-call dispatch cost low for small chunks).  The per-sample
-    path works on locals only; peaks, the end of learning and searchback are rare events
-    folded into one comparison against ``next_event``.
+    path works on locals only; peaks, the end of learning, searchback and the once per
+    second VF analysis (``vfb``/``vfi``, window records to ``wout``) are rare events
+    folded into one comparison against ``next_event``.  With VF suppression, beats wait
+    in ``vfi`` until the VF decision covering them is final.
     """
     sf = blob[:_NF]
     ring_sq = blob[si[_OFF_SQ]:si[_OFF_BP]]
@@ -323,6 +337,13 @@ def _qrs_kernel(x, blob, si, out):  # pragma: no cover - compiled
     pk = blob[si[_OFF_PK]:si[_OFF_PEND]]
     pend = blob[si[_OFF_PEND]:si[_OFF_PEND] + _PK_COLS]
     n_out = 0
+    n_rel = 0  # beats released after their VF decision (front of ``out``)
+    sup = vfi[vk._SUP] != 0
+    vfi[vk._NWIN] = 0
+    vf_at = vfi[vk._VF_AT]
+    hop = vfi[vk._L]
+    mraw = vfi[vk._MRAW]
+    ring_raw = vfb[np.int64(vfb[vk._OFF_RAW]):np.int64(vfb[vk._OFF_RAW]) + mraw + 1]
     hb0, hb1, hb2, ha1, ha2 = sf[_HB0], sf[_HB1], sf[_HB2], sf[_HA1], sf[_HA2]
     lb0, lb1, lb2, la1, la2 = sf[_LB0], sf[_LB1], sf[_LB2], sf[_LA1], sf[_LA2]
     hz1, hz2, lz1, lz2 = sf[_HZ1], sf[_HZ2], sf[_LZ1], sf[_LZ2]
@@ -344,7 +365,7 @@ def _qrs_kernel(x, blob, si, out):  # pragma: no cover - compiled
     learn_max = sf[_LEARN_MAX]
     learn_sum = sf[_LEARN_SUM]
     emit_at = cand_idx + refr if cand_idx >= 0 else _FAR
-    next_event = _next_event(si, emit_at)
+    next_event = min(_next_event(si, emit_at), vf_at)
     for i in range(x.shape[0]):
         v = x[i]
         if not math.isfinite(v):
@@ -362,6 +383,7 @@ def _qrs_kernel(x, blob, si, out):  # pragma: no cover - compiled
         else:
             flat_run = 0
         last_x = v
+        ring_raw[n & mraw] = v
         # band-pass: high-pass then low-pass, transposed direct form II
         h = hb0 * v + hz1
         hz1 = hb1 * v - ha1 * h + hz2
@@ -420,7 +442,10 @@ def _qrs_kernel(x, blob, si, out):  # pragma: no cover - compiled
                     si[_PEND] = 0
                 if n >= si[_SB_DEADLINE]:
                     n_out = _searchback(sf, si, rr1, rr2, store, pend, out, n_out, n - refr)
-            next_event = _next_event(si, emit_at)
+            if n >= vf_at:
+                n_out = n_rel = _vf_event(vfb, vfi, out, n_rel, n_out, n + 1, last_bad, wout)
+                vf_at += hop
+            next_event = min(_next_event(si, emit_at), vf_at)
         n += 1
     sf[_HZ1], sf[_HZ2], sf[_LZ1], sf[_LZ2] = hz1, hz2, lz1, lz2
     sf[_D1], sf[_D2], sf[_D3], sf[_D4] = d1, d2, d3, d4
@@ -433,6 +458,9 @@ def _qrs_kernel(x, blob, si, out):  # pragma: no cover - compiled
     si[_LAST_BAD] = last_bad
     si[_N] = n
     si[_FLAT_RUN] = flat_run
+    vfi[vk._VF_AT] = vf_at
+    if sup:  # beats found since the last second wait for their VF decision
+        n_out = _vf_event(vfb, vfi, out, n_rel, n_out, 0, last_bad, wout)
     return n_out
 
 
@@ -477,14 +505,22 @@ class QRSDetector:
     min_amp_mv : float, optional
         Smallest band-passed (5-15 Hz) QRS amplitude in mV that can be reported as a beat;
         below it the signal is treated as asystole / no signal.
+    suppress_vf : bool, optional
+        Run the VF/VFL rhythm analysis of :mod:`vitalcore.dsp.vf` alongside and report no
+        beat inside a detected VF/VFL episode (default True), as a bedside monitor shows a
+        VF alarm instead of QRS complexes there.  The window decisions are available from
+        :meth:`vf_windows` and :attr:`in_vf`.
 
     Notes
     -----
     Feed chunks of any size with :meth:`process`; it returns the absolute sample indices
     (int64, strictly increasing over the stream) of the R peaks decided in that call.  A
-    beat is decided about 0.6 s after its R peak, so the beats of a chunk may come with
-    the next one.  Call :meth:`flush` at the end of a record to decide the last beat.
-    Invariants: every returned index is ``< samples_seen``; indices never repeat.
+    beat is decided about 0.6 s after its R peak (``suppress_vf=False``); with VF
+    suppression it is held until the VF decision covering it is final, 3-5 s after the
+    R peak (up to 2 s more while a run of VF windows is too short to count), so the beats
+    of a chunk may come with later ones.  Call :meth:`flush` at the end of a record to
+    decide the last beats.  Invariants: every returned index is ``< samples_seen``;
+    indices never repeat; the output does not depend on how the stream is chunked.
 
     Examples
     --------
@@ -497,7 +533,7 @@ class QRSDetector:
     """
 
     def __init__(self, fs: float, *, clip_mv: float = 50.0, flat_s: float = 0.2,
-                 min_amp_mv: float = 0.03) -> None:
+                 min_amp_mv: float = 0.03, suppress_vf: bool = True) -> None:
         self.fs = _check_fs(fs)
         if not (clip_mv > 0 and math.isfinite(clip_mv)):
             raise UsageError(f"clip_mv must be a positive number of mV, got {clip_mv!r}")
@@ -508,6 +544,9 @@ class QRSDetector:
         self.clip_mv = float(clip_mv)
         self.flat_s = float(flat_s)
         self.min_amp_mv = float(min_amp_mv)
+        if not isinstance(suppress_vf, (bool, np.bool_)):
+            raise UsageError(f"suppress_vf must be a bool, got {suppress_vf!r}")
+        self.suppress_vf = bool(suppress_vf)
         self.reset()
 
     def reset(self) -> None:
@@ -551,6 +590,10 @@ class QRSDetector:
         self._si = si
         self._out = np.empty(0, dtype=np.int64)
         self._refr = refr
+        self._vfb, self._vfi = vk.new_state(fs, self.suppress_vf, vk.MIN_RUN, vk.LEAK_MAX,
+                                            vk.TCI_MAX_MS, vk.TCSC_MIN)
+        self._hop = int(self._vfi[vk._L])
+        self._wout = np.zeros((0, 5))
 
     @property
     def samples_seen(self) -> int:
@@ -581,11 +624,31 @@ class QRSDetector:
             chunk = _as_1d(chunk, "chunk")
         return self._run(chunk)
 
+    @property
+    def in_vf(self) -> bool:
+        """True while the latest decided windows form a VF/VFL episode (alarm state)."""
+        return bool(self._vfi[vk._RUN_LEN] >= self._vfi[vk._MIN_RUN])
+
+    def vf_windows(self) -> np.ndarray:
+        """VF windows decided during the last :meth:`process` / :meth:`flush` call.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (k, 5)
+            Rows ``[start sample, vf flag (0/1), leakage, TCI ms, TCSC %]``; windows are
+            2 s long and start every second.  Empty when ``suppress_vf`` is False.
+        """
+        w = self._wout[:int(self._vfi[vk._NWIN])].copy()
+        w[:, 0] *= self._hop
+        return w
+
     def _run(self, x: np.ndarray) -> np.ndarray:
-        cap = x.size // self._refr + 2 * _STORE_CAP + _LEARN_CAP + 8
+        cap = x.size // self._refr + 2 * _STORE_CAP + _LEARN_CAP + 8 + vk.HOLD_CAP
         if self._out.size < cap:
-            self._out = np.empty(max(cap, 256), dtype=np.int64)
-        k = _qrs_kernel(x, self._blob, self._si, self._out)
+            self._out = np.empty(cap, dtype=np.int64)
+        if self.suppress_vf and self._wout.shape[0] < x.size // self._hop + 2:
+            self._wout = np.zeros((x.size // self._hop + 2, 5))
+        k = _qrs_kernel(x, self._blob, self._si, self._out, self._vfb, self._vfi, self._wout)
         return self._out[:k].copy() if k else _EMPTY
 
     def flush(self) -> np.ndarray:
@@ -599,13 +662,17 @@ class QRSDetector:
         si = self._si
         flat_min = si[_FLAT_MIN]
         si[_FLAT_MIN] = 2**62
+        self._vfi[vk._END] = n0  # VF windows reaching into the padding count as not VF
         last = float(self._sf[_LAST_X])
         beats = self._run(np.full(pad, last if math.isfinite(last) else 0.0))
         si[_FLAT_MIN] = flat_min
+        if self.suppress_vf:
+            k = vk.vf_finish(self._vfi, self._out)
+            beats = np.concatenate([beats, self._out[:k]])
         return beats[beats < n0]
 
 
-def detect_qrs(ecg: object, fs: float, **kwargs: float) -> np.ndarray:
+def detect_qrs(ecg: object, fs: float, **kwargs: float | bool) -> np.ndarray:
     """Detect QRS complexes in one ECG lead.
 
     Parameters
@@ -615,7 +682,8 @@ def detect_qrs(ecg: object, fs: float, **kwargs: float) -> np.ndarray:
     fs : float
         Sampling rate in Hz, 125-1000.
     **kwargs
-        Passed to :class:`QRSDetector` (``clip_mv``, ``flat_s``, ``min_amp_mv``).
+        Passed to :class:`QRSDetector` (``clip_mv``, ``flat_s``, ``min_amp_mv``,
+        ``suppress_vf``: by default no beat is reported inside detected VF/VFL episodes).
 
     Returns
     -------
