@@ -1,0 +1,863 @@
+"""History store: every accepted frame's content as Parquet files on local disk.
+
+Layout (one directory per table, UTC day and device)::
+
+    root/<table>/day=YYYY-MM-DD/device=<id>/<lsn_first:020d>-<lsn_last:020d>.parquet
+    root/_journal/<lsn_first:020d>-<lsn_last:020d>[.<tag>].txt
+
+Tables: ``waveforms`` (one row per frame, ``samples`` as list<int16>), ``numerics``,
+``status``, ``accessories``, ``acks`` and ``commands``, with the columns of
+:data:`vitalcore.batch.TABLES` minus the batch-local ``frame``/offset columns;
+``waveforms`` adds ``end_ts_us`` (device time just after its last sample). A row goes
+to the day of its ``ts_us``; rows in a file are sorted by ``ts_us`` (ties keep arrival
+order).
+
+Durability: each file is written under a temporary name, fsynced, renamed and its
+directory fsynced. Before the files, a journal entry listing them is made durable, so
+:meth:`HistoryStore.remove_after` finds everything a crashed write or a WAL range
+beyond the last checkpoint left behind without walking the whole tree.
+
+Visibility rule (what makes :meth:`HistoryStore.compact` atomic for readers): within
+one directory, a file whose LSN range lies inside another file's range is hidden.
+Compaction writes the merged file named by the union of the ranges, renames it into
+place (from that instant readers see only it), then deletes the inputs.
+
+See ``docs/storage.md``, "History store (Parquet)".
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime as _dt
+import functools
+import os
+import re
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+
+from ..batch import DecodedBatch, _gather
+from ..errors import StorageError, UsageError
+from ..protocol import MAX_SAMPLES, TS_MAX_US, TS_MIN_US, WAVEFORM_TYPES
+
+if TYPE_CHECKING:
+    import pyarrow.compute as pc
+
+# pyarrow.parquet / .dataset / .compute are imported where used: together they take
+# ~0.5 s to import, which users of vitalcore.storage that only need the WAL should not pay.
+
+__all__ = ["HistoryStore", "SCHEMAS", "TABLE_NAMES", "history_table", "samples_of"]
+
+DAY_US = 86_400_000_000
+#: Longest possible waveform frame (MAX_SAMPLES at 1 Hz), µs: how far before a query's
+#: start a frame overlapping it can begin.
+MAX_FRAME_US = MAX_SAMPLES * 1_000_000
+MAX_LSN = 10**20 - 1
+
+_FILE_RE = re.compile(r"^(\d{20})-(\d{20})\.parquet$")
+_JOURNAL_RE = re.compile(r"^(\d{20})-(\d{20})(\.[A-Za-z0-9=_.-]+)?\.txt$")
+
+#: Arrow schema of every stored table (also the schema of empty read results).
+SCHEMAS: dict[str, pa.Schema] = {
+    "waveforms": pa.schema(
+        [
+            ("device_id", pa.uint64()),
+            ("frame_type", pa.uint8()),
+            ("channel", pa.uint8()),
+            ("seq", pa.uint32()),
+            ("ts_us", pa.int64()),
+            ("end_ts_us", pa.int64()),
+            ("fs_hz", pa.uint16()),
+            ("gain", pa.float32()),
+            ("offset", pa.float32()),
+            ("n_samples", pa.uint32()),
+            ("samples", pa.list_(pa.int16())),
+        ]
+    ),
+    "numerics": pa.schema(
+        [
+            ("device_id", pa.uint64()),
+            ("seq", pa.uint32()),
+            ("ts_us", pa.int64()),
+            ("code", pa.uint8()),
+            ("status", pa.uint8()),
+            ("value", pa.float32()),
+        ]
+    ),
+    "status": pa.schema(
+        [
+            ("device_id", pa.uint64()),
+            ("seq", pa.uint32()),
+            ("ts_us", pa.int64()),
+            ("battery", pa.uint8()),
+            ("flags", pa.uint8()),
+            ("carrier", pa.uint8()),
+            ("rssi", pa.int8()),
+            ("leads_off", pa.uint16()),
+            ("fault", pa.uint16()),
+            ("powered_s", pa.uint32()),
+            ("n_accessories", pa.uint8()),
+        ]
+    ),
+    "accessories": pa.schema(
+        [
+            ("device_id", pa.uint64()),
+            ("ts_us", pa.int64()),
+            ("kind", pa.uint8()),
+            ("serial", pa.string()),
+            ("powered_s", pa.uint32()),
+        ]
+    ),
+    "acks": pa.schema(
+        [
+            ("device_id", pa.uint64()),
+            ("seq", pa.uint32()),
+            ("ts_us", pa.int64()),
+            ("command_id", pa.uint32()),
+            ("kind", pa.uint8()),
+            ("status", pa.uint8()),
+            ("detail", pa.uint16()),
+        ]
+    ),
+    "commands": pa.schema(
+        [
+            ("device_id", pa.uint64()),
+            ("seq", pa.uint32()),
+            ("ts_us", pa.int64()),
+            ("command_id", pa.uint32()),
+            ("kind", pa.uint8()),
+            ("arg", pa.uint32()),
+        ]
+    ),
+}
+TABLE_NAMES = tuple(SCHEMAS)
+
+# Encodings chosen by measurement (docs/storage.md): the samples compress best as
+# BYTE_STREAM_SPLIT + zstd (int16 is stored as INT32, whose two sign bytes then
+# compress to almost nothing); timestamps and sequence numbers are sorted or nearly,
+# so DELTA_BINARY_PACKED. No dictionaries: zstd removes the per-file constants
+# (device, stream, fs, gain) as well, and skipping them encodes ~20 % faster.
+_DELTA = ("seq", "ts_us", "end_ts_us", "command_id", "powered_s")
+_SORT_KEYS = {
+    "waveforms": ("ts_us", "frame_type", "channel", "seq"),
+    "numerics": ("ts_us", "code"),
+    "accessories": ("ts_us", "kind"),
+}
+
+
+def _writer_options(table: str, level: int) -> dict:
+    schema = SCHEMAS[table]
+    encodings = {c: "DELTA_BINARY_PACKED" for c in _DELTA if c in schema.names}
+    if table == "waveforms":
+        encodings["samples.list.element"] = "BYTE_STREAM_SPLIT"
+    if table == "numerics":
+        encodings["value"] = "BYTE_STREAM_SPLIT"
+    return {
+        "compression": "zstd",
+        "compression_level": level,
+        "use_dictionary": False,
+        "column_encoding": encodings,
+        "write_statistics": ["ts_us", "end_ts_us"] if table == "waveforms" else ["ts_us"],
+        "row_group_size": 16_384 if table == "waveforms" else 1 << 20,
+    }
+
+
+def _day_name(day: int) -> str:
+    return (_dt.date(1970, 1, 1) + _dt.timedelta(days=day)).isoformat()
+
+
+def _parse_day(day: _dt.date | str) -> str:
+    if isinstance(day, _dt.datetime):
+        raise UsageError("day must be a date or 'YYYY-MM-DD', not a datetime")
+    if isinstance(day, _dt.date):
+        return day.isoformat()
+    try:
+        return _dt.date.fromisoformat(day).isoformat()
+    except (TypeError, ValueError):
+        raise UsageError(f"day must be a date or 'YYYY-MM-DD', got {day!r}") from None
+
+
+def _lsn_name(first: int, last: int) -> str:
+    return f"{first:020d}-{last:020d}"
+
+
+def _fsync_path(path: Path) -> None:
+    """fsync a file or a directory."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+
+@functools.cache
+def _libc_syncfs():
+    """libc's ``syncfs(fd)`` (Linux), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+def _waveform_table(batch: DecodedBatch, order: np.ndarray) -> pa.Table:
+    """The stored waveform table of ``batch``, rows in ``order``, built from numpy.
+
+    One gather of the samples into row order and zero-copy Arrow arrays over it: much
+    faster than ``batch.to_arrow("waveforms").take(order)`` on a list column.
+    """
+    w = batch.tables["waveforms"]
+    n = w["n_samples"][order]
+    start = w["sample_start"]
+    if (w["fs_hz"] < 1).any() or (start < 0).any() or (start + w["n_samples"] > len(batch.samples)).any():
+        raise UsageError("inconsistent waveform rows: fs_hz < 1 or samples outside batch.samples")
+    samples, starts = _gather(batch.samples, w["sample_start"][order], n)
+    if len(samples) >= 2**31:
+        raise UsageError("a batch holds at most 2**31 - 1 samples per write")
+    offsets = np.empty(len(n) + 1, np.int32)
+    offsets[0] = 0
+    np.cumsum(n, out=offsets[1:])
+    ts = w["ts_us"][order]
+    end = ts + np.round(n * (1e6 / w["fs_hz"][order])).astype(np.int64)
+    arrays = {c: pa.array(w[c][order]) for c in SCHEMAS["waveforms"].names if c in w}
+    arrays["end_ts_us"] = pa.array(end)
+    arrays["samples"] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(samples))
+    return pa.table([arrays[c] for c in SCHEMAS["waveforms"].names], schema=SCHEMAS["waveforms"])
+
+
+def history_table(batch: DecodedBatch, table: str) -> pa.Table:
+    """Rows of one table of ``batch`` in the stored schema ``SCHEMAS[table]``, arrival order.
+
+    What :meth:`HistoryStore.write` stores, without writing it: the store uses it to
+    answer queries over data not yet flushed.
+    """
+    order = np.arange(len(batch.tables[table]["ts_us"]))
+    if table == "waveforms":
+        return _waveform_table(batch, order)
+    t = batch.to_arrow(table).drop_columns(["frame"])
+    return t.select(SCHEMAS[table].names).cast(SCHEMAS[table])
+
+
+def samples_of(t: pa.Table, t0_us: int, t1_us: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flatten waveform rows (one stream, sorted by ts_us) into per-sample arrays.
+
+    Returns ``(ts_us int64, values float32)`` for samples in [t0_us, t1_us): the device
+    time of each sample is its frame's ts_us + k * 1e6 / fs_hz, rounded; values are
+    physical (µV for ECG, mmHg for cuff, a.u. for pleth).
+    """
+    if t.num_rows == 0:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    raw = t.column("samples").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    n = t.column("n_samples").to_numpy().astype(np.int64)
+    starts = np.zeros(len(n), np.int64)
+    np.cumsum(n[:-1], out=starts[1:])
+    frame = np.repeat(np.arange(len(n)), n)
+    k = np.arange(len(raw)) - starts[frame]
+    fs = t.column("fs_hz").to_numpy().astype(np.float64)
+    ts = t.column("ts_us").to_numpy()[frame] + np.round(k * (1e6 / fs[frame])).astype(np.int64)
+    gain = t.column("gain").to_numpy()[frame]
+    offset = t.column("offset").to_numpy()[frame]
+    values = raw.astype(np.float32) * gain + offset
+    keep = (ts >= t0_us) & (ts < t1_us)
+    return ts[keep], values[keep]
+
+
+def _makedirs(path: Path) -> list[Path]:
+    """Create ``path`` and missing parents; return the directories that got a new entry."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    grown = []
+    for d in reversed(missing):
+        try:
+            d.mkdir()
+        except FileExistsError:
+            continue
+        grown.append(d.parent)
+    return grown
+
+
+def _makedirs_durable(path: Path) -> None:
+    """Create ``path`` and missing parents, fsyncing each parent that got a new entry."""
+    for parent in _makedirs(path):
+        _fsync_path(parent)
+
+
+def _write_durable(path: Path, write, fsync: bool = True) -> None:
+    """``write(tmp_path)``, fsync, rename to ``path``; the directory fsync is the caller's."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        if fsync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _stale_temporaries(d: Path, names: Iterable[str]) -> list[str]:
+    """Temporary files in ``d`` older than an hour: left by a crash, not being written."""
+    limit = time.time() - 3600
+    out = []
+    for n in names:
+        if n.startswith(".") and n.endswith(".tmp"):
+            try:
+                if (d / n).stat().st_mtime < limit:
+                    out.append(n)
+            except FileNotFoundError:
+                continue
+    return out
+
+
+def _visible(names: Iterable[str]) -> tuple[list[tuple[int, int, str]], list[str]]:
+    """Split Parquet file names of one directory into visible (first, last, name) and hidden.
+
+    A file is hidden when another file's LSN range contains its range.
+    """
+    files = []
+    for name in names:
+        m = _FILE_RE.match(name)
+        if m:
+            files.append((int(m[1]), int(m[2]), name))
+    files.sort(key=lambda f: (f[0], -f[1]))
+    visible, hidden = [], []
+    reach = -1
+    for first, last, name in files:
+        if last <= reach:
+            hidden.append(name)
+        else:
+            visible.append((first, last, name))
+            reach = last
+    return visible, hidden
+
+
+class HistoryStore:
+    """Columnar history of decoded frames, as zstd-compressed Parquet on local disk.
+
+    Parameters
+    ----------
+    root : path
+        Directory of the store (created if missing).
+    compression_level : int
+        zstd level (1-22). 3 is the measured balance of flush speed and size.
+    threads : int
+        Files encoded (and in "fsync" mode fsynced) in parallel by :meth:`write`;
+        Parquet encoding and fsync release the GIL, so more threads than cores overlap
+        the disk waits with encoding.
+    sync : {"fsync", "syncfs", "none"}
+        How :meth:`write` makes its files durable before returning. ``"fsync"``: every
+        file fsynced by the thread that wrote it, then every directory by a pool of
+        ``io_threads`` threads (the file system commits concurrent fsyncs together). ``"syncfs"``: one Linux
+        ``syncfs`` for the files and one for the renames (fastest; reports write-back
+        errors only on Linux >= 5.8; it also flushes other dirty data of that file
+        system). ``"none"``: no durability, for tests and encoder benchmarks only.
+    io_threads : int
+        Threads fsyncing directories in ``"fsync"`` mode.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        compression_level: int = 3,
+        threads: int = 8,
+        sync: str = "fsync",
+        io_threads: int = 16,
+    ) -> None:
+        if not 1 <= compression_level <= 22:
+            raise UsageError(f"compression_level must be in 1..22, got {compression_level}")
+        if threads < 1 or io_threads < 1:
+            raise UsageError(f"threads and io_threads must be >= 1, got {threads}, {io_threads}")
+        if sync not in ("fsync", "syncfs", "none"):
+            raise UsageError(f"sync must be 'fsync', 'syncfs' or 'none', got {sync!r}")
+        if sync == "syncfs" and _libc_syncfs() is None:
+            raise UsageError("sync='syncfs' needs Linux (libc syncfs)")
+        self.root = Path(root)
+        self.compression_level = compression_level
+        self.threads = threads
+        self.io_threads = io_threads
+        self.sync = sync
+        self._durable = sync != "none"  # journal, compaction, cleanup: plain fsync
+        try:
+            _makedirs_durable(self.root / "_journal")
+        except OSError as exc:
+            raise StorageError(f"cannot create history store at {self.root}: {exc}") from exc
+
+    # -- writing ---------------------------------------------------------------------------
+    def write(self, batch: DecodedBatch, lsn_first: int, lsn_last: int) -> list[Path]:
+        """Write a batch's tables as Parquet files, one per (table, UTC day, device).
+
+        Parameters
+        ----------
+        batch : DecodedBatch
+            Frames already de-duplicated; every table with rows is written.
+        lsn_first, lsn_last : int
+            WAL log sequence numbers the batch covers (inclusive); they name the files.
+
+        Returns
+        -------
+        list of Path
+            The files written, durable when this returns.
+
+        Raises
+        ------
+        UsageError
+            Bad LSN range or not a DecodedBatch.
+        StorageError
+            A file of this LSN range already exists, or the disk refused. Files of
+            this call that were already renamed into place are removed again.
+        """
+        if not isinstance(batch, DecodedBatch):
+            raise UsageError(f"write takes a DecodedBatch, got {type(batch).__name__}")
+        if not (0 <= lsn_first <= lsn_last <= MAX_LSN):
+            raise UsageError(f"need 0 <= lsn_first <= lsn_last <= 10**20-1, got {lsn_first}, {lsn_last}")
+        name = _lsn_name(lsn_first, lsn_last)
+        parts = [
+            (self.root / table / f"day={_day_name(day)}" / f"device={dev}" / f"{name}.parquet", table, t)
+            for table in TABLE_NAMES
+            for day, dev, t in self._partitions(batch, table)
+        ]
+        if not parts:
+            return []
+        taken = [p for p, _, _ in parts if p.exists()]
+        if taken:
+            raise StorageError(f"LSN range {lsn_first}-{lsn_last} already written: {taken[0]}")
+        journal = self.root / "_journal" / f"{name}.txt"
+        self._journal(journal, [p for p, _, _ in parts])
+        temps = [p.with_name(f".{p.name}.{uuid.uuid4().hex[:8]}.tmp") for p, _, _ in parts]
+        try:
+            leaves = sorted({p.parent for p, _, _ in parts})
+            grown = {g for d in leaves for g in _makedirs(d)}  # new day=/device= entries
+            with ThreadPoolExecutor(self.threads) as pool:
+                list(pool.map(self._encode, temps, *zip(*parts, strict=True)))
+            if self.sync == "syncfs":
+                self._make_durable(temps)
+            for tmp, (path, _, _) in zip(temps, parts, strict=True):
+                os.rename(tmp, path)
+            self._make_durable(sorted(grown.union(leaves)))
+        except (OSError, pa.ArrowException) as exc:
+            for p in temps + [p for p, _, _ in parts]:
+                p.unlink(missing_ok=True)
+            journal.unlink(missing_ok=True)
+            raise StorageError(f"writing LSN range {lsn_first}-{lsn_last} failed: {exc}") from exc
+        return [p for p, _, _ in parts]
+
+    def _partitions(self, batch: DecodedBatch, table: str) -> Iterator[tuple[int, int, pa.Table]]:
+        """(day, device, rows sorted by ts) of one table of a batch."""
+        cols = batch.tables[table]
+        n = len(cols["ts_us"])
+        if n == 0:
+            return
+        day = cols["ts_us"] // DAY_US
+        dev = cols["device_id"]
+        order = np.lexsort((cols["ts_us"], dev, day))  # stable: ties keep arrival order
+        day, dev = day[order], dev[order]
+        if table == "waveforms":
+            t = _waveform_table(batch, order)
+        else:
+            t = history_table(batch, table).take(pa.array(order))
+        cut = np.flatnonzero((day[1:] != day[:-1]) | (dev[1:] != dev[:-1])) + 1
+        bounds = [0, *cut.tolist(), n]
+        for lo, hi in zip(bounds, bounds[1:], strict=False):
+            yield int(day[lo]), int(dev[lo]), t.slice(lo, hi - lo)
+
+    def _encode(self, tmp: Path, path: Path, table: str, t: pa.Table) -> None:
+        """Write one temporary file; in "fsync" mode fsync it here, so the I/O waits of
+        one thread overlap the encoding of the others."""
+        import pyarrow.parquet as pq
+
+        pq.write_table(t, tmp, **_writer_options(table, self.compression_level))
+        if self.sync == "fsync":
+            _fsync_path(tmp)
+
+    def _make_durable(self, paths: Sequence[Path]) -> None:
+        """Flush files (or directories) to disk as the ``sync`` mode says."""
+        if self.sync == "fsync":
+            with ThreadPoolExecutor(min(self.io_threads, len(paths))) as pool:
+                list(pool.map(_fsync_path, paths))
+        elif self.sync == "syncfs":
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                if _libc_syncfs()(fd) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"syncfs: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+
+    def _journal(self, journal: Path, paths: Sequence[Path], exist_ok: bool = False) -> None:
+        if journal.exists() and not exist_ok:
+            raise StorageError(f"journal {journal.name} exists: LSN range already written")
+        text = "".join(f"{p.relative_to(self.root).as_posix()}\n" for p in paths)
+        try:
+            _write_durable(journal, lambda tmp: tmp.write_text(text, "ascii"), self._durable)
+            if self._durable:
+                _fsync_path(journal.parent)
+        except OSError as exc:
+            raise StorageError(f"cannot write journal {journal}: {exc}") from exc
+
+    # -- restart: LSN ranges ------------------------------------------------------------------
+    def _journals(self) -> list[tuple[int, int, Path]]:
+        out = []
+        for entry in os.scandir(self.root / "_journal"):
+            m = _JOURNAL_RE.match(entry.name)
+            if m:
+                out.append((int(m[1]), int(m[2]), Path(entry.path)))
+        return sorted(out)
+
+    def _all_files(self) -> Iterator[tuple[int, int, Path]]:
+        for table in TABLE_NAMES:
+            for dirpath, _, names in os.walk(self.root / table):
+                for name in names:
+                    m = _FILE_RE.match(name)
+                    if m:
+                        yield int(m[1]), int(m[2]), Path(dirpath) / name
+
+    def files_after(self, lsn: int, *, full_scan: bool = False) -> list[Path]:
+        """Files holding rows of an LSN above ``lsn`` (their range ends after it).
+
+        By default the journal is read (cost independent of the history's size);
+        ``full_scan=True`` walks every directory instead, for a store whose journal
+        was lost.
+        """
+        return sorted(p for _, _, p in self._ranges_after(lsn, full_scan))
+
+    def _ranges_after(self, lsn: int, full_scan: bool) -> list[tuple[int, int, Path]]:
+        if full_scan:
+            return [f for f in self._all_files() if f[1] > lsn]
+        out = []
+        for _, last, journal in self._journals():
+            if last <= lsn:
+                continue
+            for line in journal.read_text("ascii").splitlines():
+                path = self.root / line
+                m = _FILE_RE.match(path.name)
+                if m and path.exists():
+                    out.append((int(m[1]), int(m[2]), path))
+        return out
+
+    def remove_after(self, lsn: int, *, full_scan: bool = False) -> list[Path]:
+        """Delete every file holding an LSN above ``lsn`` (the last checkpoint).
+
+        Called on restart before the WAL is replayed from ``lsn + 1``, so replayed
+        frames cannot be stored twice. Also removes temporary files left by a crash
+        in the affected directories, and forgets journal entries up to ``lsn``.
+
+        Raises
+        ------
+        StorageError
+            A file's range straddles ``lsn`` (it holds rows on both sides, so neither
+            keeping nor deleting it is right). Nothing is deleted.
+        """
+        found = self._ranges_after(lsn, full_scan)
+        straddling = [p for first, _, p in found if first <= lsn]
+        if straddling:
+            raise StorageError(
+                f"{len(straddling)} file(s) hold LSNs on both sides of {lsn}, e.g. {straddling[0]}:"
+                " compaction must only merge checkpointed files (compact(max_lsn=...))"
+            )
+        dirs = set()
+        for _, _, p in found:
+            p.unlink(missing_ok=True)
+            dirs.add(p.parent)
+        for _, last, journal in self._journals():
+            if last > lsn:
+                for line in journal.read_text("ascii").splitlines():
+                    dirs.add((self.root / line).parent)
+        for d in dirs:
+            if d.is_dir():
+                for entry in os.scandir(d):
+                    if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                        os.unlink(entry.path)
+                if self._durable:
+                    _fsync_path(d)
+        for _, _, journal in self._journals():
+            journal.unlink()
+        if self._durable:
+            _fsync_path(self.root / "_journal")
+        return sorted(p for _, _, p in found)
+
+    def checkpoint(self, lsn: int) -> int:
+        """Forget journal entries of ranges ending at or before ``lsn``; return how many.
+
+        Call after the store's checkpoint at ``lsn`` is durable: those files are final.
+        """
+        gone = [j for _, last, j in self._journals() if last <= lsn]
+        for j in gone:
+            j.unlink()
+        return len(gone)
+
+    # -- compaction ------------------------------------------------------------------------
+    def compact(
+        self, day: _dt.date | str, table: str | None = None, *, max_lsn: int | None = None
+    ) -> list[Path]:
+        """Merge each device's files of one day into one file per (table, device).
+
+        Parameters
+        ----------
+        day : date or 'YYYY-MM-DD'
+            UTC day to compact; normally a closed one (run daily, see docs). Re-running
+            merges late arrivals into the compacted file.
+        table : str, optional
+            Only this table; default all.
+        max_lsn : int, optional
+            Only merge files whose range ends at or before it. Pass the last checkpoint
+            LSN when a WAL replay may still rewrite later LSNs.
+
+        Returns
+        -------
+        list of Path
+            The merged files written.
+        """
+        tables = TABLE_NAMES if table is None else (self._check_table(table),)
+        name = _parse_day(day)
+        out = []
+        for t in tables:
+            day_dir = self.root / t / f"day={name}"
+            if not day_dir.is_dir():
+                continue
+            for entry in sorted(os.scandir(day_dir), key=lambda e: e.name):
+                if entry.is_dir() and entry.name.startswith("device="):
+                    merged = self._compact_dir(Path(entry.path), t, max_lsn)
+                    if merged is not None:
+                        out.append(merged)
+        return out
+
+    def _compact_dir(self, d: Path, table: str, max_lsn: int | None) -> Path | None:
+        names = os.listdir(d)
+        visible, hidden = _visible(names)
+        self._compact_delete(d, hidden + _stale_temporaries(d, names))
+        inputs = [f for f in visible if max_lsn is None or f[1] <= max_lsn]
+        if len(inputs) < 2:
+            return None
+        merged = self._compact_write(d, table, inputs)
+        self._compact_delete(d, [n for _, _, n in inputs])
+        return merged
+
+    def _compact_write(self, d: Path, table: str, inputs: list[tuple[int, int, str]]) -> Path:
+        """Step 1 of compaction: the merged file, durable and visible (inputs now hidden)."""
+        import pyarrow.parquet as pq
+
+        first, last = min(f[0] for f in inputs), max(f[1] for f in inputs)
+        t = pq.read_table([d / n for _, _, n in inputs], schema=SCHEMAS[table])
+        t = self._sorted(t, table)
+        path = d / f"{_lsn_name(first, last)}.parquet"
+        rel = path.relative_to(self.root).as_posix().replace("/", "_")
+        # exist_ok: a compaction that crashed before its rename left this entry behind
+        self._journal(self.root / "_journal" / f"{_lsn_name(first, last)}.{rel}.txt", [path], True)
+        options = _writer_options(table, self.compression_level)
+        try:
+            _write_durable(path, lambda tmp: pq.write_table(t, tmp, **options), self._durable)
+            if self._durable:
+                _fsync_path(d)
+        except (OSError, pa.ArrowException) as exc:
+            raise StorageError(f"compaction of {d} failed: {exc}") from exc
+        return path
+
+    def _compact_delete(self, d: Path, names: Iterable[str]) -> None:
+        """Step 2 of compaction: delete the (now hidden) inputs."""
+        names = list(names)
+        for n in names:
+            (d / n).unlink(missing_ok=True)
+        if names and self._durable:
+            _fsync_path(d)
+
+    # -- reading ---------------------------------------------------------------------------
+    @staticmethod
+    def _check_table(table: str) -> str:
+        if table not in SCHEMAS:
+            raise UsageError(f"unknown table {table!r}; tables: {', '.join(TABLE_NAMES)}")
+        return table
+
+    @staticmethod
+    def _sorted(t: pa.Table, table: str) -> pa.Table:
+        """``t`` sorted by the table's keys (stable); no copy if it already is."""
+        keys = _SORT_KEYS.get(table, ("ts_us",))
+        if t.num_rows < 2:
+            return t
+        cols = [t.column(k).to_numpy() for k in reversed(keys)]
+        order = np.lexsort(cols)
+        if (order[1:] > order[:-1]).all():
+            return t
+        return t.take(pa.array(order))
+
+    def files(
+        self, table: str, device_id: int | Sequence[int] | None, t0_us: int, t1_us: int
+    ) -> list[Path]:
+        """Visible files of ``table`` that may hold rows of these devices in [t0, t1).
+
+        Only the day directories of the range are opened (for waveforms, from
+        ``t0 - MAX_FRAME_US`` on, since a frame may start before the range), and in
+        them only the devices' directories (every device's when ``device_id`` is None).
+        """
+        self._check_table(table)
+        if not t0_us < t1_us:
+            raise UsageError(f"need t0_us < t1_us, got {t0_us}, {t1_us}")
+        lookback = MAX_FRAME_US if table == "waveforms" else 0
+        # stored rows have device timestamps inside the protocol's range: clamp to it
+        first_day = max(t0_us - lookback, TS_MIN_US) // DAY_US
+        last_day = (min(t1_us, TS_MAX_US) - 1) // DAY_US
+        if last_day - first_day > 62:  # a long range: list the days that exist
+            try:
+                existing = [e.name for e in os.scandir(self.root / table)]
+            except FileNotFoundError:
+                existing = []
+            lo, hi = f"day={_day_name(first_day)}", f"day={_day_name(last_day)}"
+            day_dirs = [self.root / table / n for n in sorted(existing) if lo <= n <= hi]
+        else:
+            day_dirs = [self.root / table / f"day={_day_name(d)}" for d in range(first_day, last_day + 1)]
+        devices = [device_id] if isinstance(device_id, int | np.integer) else device_id
+        out = []
+        for day_dir in day_dirs:
+            if devices is None:
+                if not day_dir.is_dir():
+                    continue
+                dev_dirs = [Path(e.path) for e in os.scandir(day_dir) if e.name.startswith("device=")]
+            else:
+                dev_dirs = [day_dir / f"device={int(d)}" for d in devices]
+            for d in sorted(dev_dirs):
+                try:
+                    names = os.listdir(d)
+                except FileNotFoundError:
+                    continue
+                out.extend(d / n for _, _, n in _visible(names)[0])
+        return out
+
+    def read(
+        self,
+        table: str,
+        device_id: int | Sequence[int] | None,
+        t0_us: int,
+        t1_us: int,
+        filter: pc.Expression | None = None,
+        columns: Sequence[str] | None = None,
+        extra: pa.Table | None = None,
+    ) -> pa.Table:
+        """Rows of ``table`` with ``t0_us <= ts_us < t1_us`` (waveforms: overlapping it).
+
+        The building block of the typed readers below and of query layers on top:
+        ``filter`` is an extra ``pyarrow.compute`` expression, ``columns`` a projection,
+        ``extra`` rows in the table's schema that are not in files yet (e.g. the store's
+        unflushed data, see :func:`history_table`), filtered the same way.
+        Rows are sorted by ``ts_us`` (then stream and seq, or code).
+        """
+        import pyarrow.compute as pc
+        import pyarrow.dataset as ds
+
+        self._check_table(table)
+        schema = SCHEMAS[table]
+        if table == "waveforms":
+            expr = (pc.field("ts_us") < t1_us) & (pc.field("end_ts_us") > t0_us)
+        else:
+            expr = (pc.field("ts_us") >= t0_us) & (pc.field("ts_us") < t1_us)
+        if device_id is not None:
+            devices = [device_id] if isinstance(device_id, int | np.integer) else list(device_id)
+            expr &= pc.field("device_id").isin(pa.array(devices, pa.uint64()))
+        if filter is not None:
+            expr &= filter
+        wanted = None
+        if columns is not None:
+            unknown = set(columns) - set(schema.names)
+            if unknown:
+                raise UsageError(f"{table} has no column(s) {sorted(unknown)}")
+            wanted = list(dict.fromkeys([*columns, *_SORT_KEYS.get(table, ("ts_us",))]))
+        for attempt in range(3):
+            files = self.files(table, device_id, t0_us, t1_us)
+            if not files:
+                t = schema.empty_table() if wanted is None else schema.empty_table().select(wanted)
+                break
+            try:
+                t = ds.dataset([str(f) for f in files], schema=schema, format="parquet").to_table(
+                    columns=wanted, filter=expr
+                )
+                break
+            except FileNotFoundError:
+                # a compaction replaced files between listing and reading: list again
+                if attempt == 2:
+                    raise StorageError(f"reading {table}: files keep vanishing") from None
+            except (OSError, pa.ArrowInvalid) as exc:
+                raise StorageError(f"reading {table} failed: {exc}") from exc
+        if extra is not None and extra.num_rows:
+            extra = extra.filter(expr)
+            t = pa.concat_tables([t, extra if wanted is None else extra.select(wanted)])
+        t = self._sorted(t, table)
+        return t.select(list(columns)) if columns is not None else t
+
+    def read_waveforms(
+        self,
+        device_id: int,
+        t0_us: int,
+        t1_us: int,
+        frame_type: int | None = None,
+        channel: int | None = None,
+        extra: pa.Table | None = None,
+    ) -> pa.Table:
+        """Waveform frames of a device overlapping [t0_us, t1_us), sorted by ts_us.
+
+        ``samples`` holds raw int16; physical value = ``sample * gain + offset``.
+        """
+        import pyarrow.compute as pc
+
+        expr = None
+        if frame_type is not None:
+            if frame_type not in WAVEFORM_TYPES:
+                raise UsageError(f"frame_type {frame_type} is not a waveform type")
+            expr = pc.field("frame_type") == frame_type
+        if channel is not None:
+            c = pc.field("channel") == channel
+            expr = c if expr is None else expr & c
+        return self.read("waveforms", device_id, t0_us, t1_us, expr, extra=extra)
+
+    def read_samples(
+        self, device_id: int, frame_type: int, channel: int, t0_us: int, t1_us: int,
+        extra: pa.Table | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One stream's samples in [t0_us, t1_us) as flat arrays (see :func:`samples_of`)."""
+        t = self.read_waveforms(device_id, t0_us, t1_us, frame_type, channel, extra=extra)
+        return samples_of(t, t0_us, t1_us)
+
+    def read_numerics(
+        self, device_id: int, t0_us: int, t1_us: int, codes: Iterable[int] | None = None,
+        extra: pa.Table | None = None,
+    ) -> pa.Table:
+        """Numeric rows of a device in [t0_us, t1_us), optionally only some codes."""
+        import pyarrow.compute as pc
+
+        expr = None
+        if codes is not None:
+            expr = pc.field("code").isin(pa.array(list(codes), pa.uint8()))
+        return self.read("numerics", device_id, t0_us, t1_us, expr, extra=extra)
+
+    def read_status(
+        self, device_id: int, t0_us: int, t1_us: int, extra: pa.Table | None = None
+    ) -> pa.Table:
+        """Status rows of a device in [t0_us, t1_us)."""
+        return self.read("status", device_id, t0_us, t1_us, extra=extra)
+
+    def read_accessories(
+        self, device_id: int, t0_us: int, t1_us: int, extra: pa.Table | None = None
+    ) -> pa.Table:
+        """Accessory rows (from status frames) of a device in [t0_us, t1_us)."""
+        return self.read("accessories", device_id, t0_us, t1_us, extra=extra)
+
+    def read_acks(
+        self, device_id: int, t0_us: int, t1_us: int, extra: pa.Table | None = None
+    ) -> pa.Table:
+        """Command acknowledgements of a device in [t0_us, t1_us)."""
+        return self.read("acks", device_id, t0_us, t1_us, extra=extra)

@@ -1,0 +1,388 @@
+"""The ingest pipeline on local disk: decode, de-duplicate, log, buffer, flush.
+
+:class:`Store` ties the pieces together in the order that makes "acknowledged" mean
+"survives a crash, exactly once"::
+
+    feed(bytes) ─► FrameDecoder ─┐
+                                 ├─ commit() ─► StreamTable (drop duplicates)
+                                 │             ─► WriteAheadLog.append (one record) ─► LSN
+                                 │             ─► StreamBuffers (live windows)
+                                 │             ─► pending batches (in memory)
+    flush() (background thread) ─┴─► HistoryStore.write (Parquet) ─► checkpoint ─► WAL truncate
+
+A transport acknowledges a device's message once the LSN of the commit that holds it
+is durable (:meth:`Store.wait_durable` / :meth:`Store.durable`). The checkpoint file
+records the last LSN whose rows are in Parquet and the stream table's sequence state;
+on restart, Parquet files beyond the checkpoint are removed and the WAL is replayed
+from it, so no row is lost or stored twice, and a retransmission of a frame stored
+before the restart is still recognised as a duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .._ext.streamtab import StreamTable, Verdict
+from ..batch import DecodedBatch
+from ..buffers import StreamBuffers
+from ..codec import FrameDecoder
+from ..errors import BackPressureError, StorageError, UsageError
+from ..jsonframes import JsonFrameDecoder
+from .history import HistoryStore, history_table
+from .wal import WriteAheadLog
+
+__all__ = ["Store"]
+
+log = logging.getLogger("vitalcore.storage")
+
+CHECKPOINT = "checkpoint.json"
+STREAMS = "streams.npz"
+
+
+class Store:
+    """Durable, de-duplicating store of decoded frames under one directory.
+
+    Parameters
+    ----------
+    root : path
+        Directory of the store: ``wal/``, ``history/``, ``checkpoint.json``,
+        ``streams.npz``. Created if missing; recovered if it holds a store.
+    sync : {"group", "always", "none"}
+        WAL durability policy (see :class:`~vitalcore.storage.wal.SyncPolicy`).
+    group_commit_ms : float
+        WAL group-commit window in ms.
+    window_s : float
+        Seconds of waveform kept per stream in the live buffers.
+    flush_interval_s : float
+        The background flusher writes pending data to Parquet this often (s). 0 turns
+        the thread off; call :meth:`flush` yourself.
+    max_unflushed_bytes : int
+        Bound on the raw frame bytes committed but not yet in Parquet. :meth:`feed`
+        raises :class:`~vitalcore.errors.BackPressureError` (and takes nothing) while
+        it is exceeded; the memory held by pending batches is about 2-3x this.
+    keep_rejects : int
+        Rejected frames kept for inspection by the decoder.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        sync: str = "group",
+        group_commit_ms: float = 2.0,
+        window_s: float = 30.0,
+        flush_interval_s: float = 30.0,
+        max_unflushed_bytes: int = 256 << 20,
+        keep_rejects: int = 256,
+    ) -> None:
+        if flush_interval_s < 0 or max_unflushed_bytes <= 0:
+            raise UsageError("flush_interval_s must be >= 0 and max_unflushed_bytes > 0")
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.decoder = FrameDecoder(keep_rejects=keep_rejects)
+        self.json = JsonFrameDecoder(self.decoder)
+        self.streams = StreamTable()
+        self.buffers = StreamBuffers(window_s)
+        self.history = HistoryStore(self.root / "history")
+        self.max_unflushed_bytes = max_unflushed_bytes
+        self._lock = threading.Lock()  # guards _pending and counters shared with the flusher
+        self._flush_lock = threading.Lock()  # one flush at a time
+        self._pending: list[tuple[int, DecodedBatch]] = []
+        self._pending_bytes = 0
+        self._unlogged: DecodedBatch | None = None  # classified, refused by a full WAL queue
+        self.counters = dict.fromkeys(
+            ("commits", "frames", "duplicates", "gaps", "missing", "late", "restarts",
+             "flushes", "flushed_frames", "flush_errors"), 0
+        )
+        self._checkpoint_lsn = self._recover_checkpoint()
+        self.wal = WriteAheadLog(self.root / "wal", sync=sync, group_commit_ms=group_commit_ms)
+        self._replay()
+        self._closed = False
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
+        if flush_interval_s:
+            self._flusher = threading.Thread(
+                target=self._flush_loop, args=(flush_interval_s,), name="vitalcore-flush",
+                daemon=True,
+            )
+            self._flusher.start()
+
+    # -- recovery ---------------------------------------------------------------------
+    def _recover_checkpoint(self) -> int:
+        path = self.root / CHECKPOINT
+        if not path.exists():
+            removed = self.history.remove_after(0)
+            if removed:
+                log.warning("removed %d Parquet file(s) written before any checkpoint", len(removed))
+            return 0
+        try:
+            lsn = int(json.loads(path.read_text())["lsn"])
+            with np.load(self.root / STREAMS) as z:
+                self.streams.load({k: z[k] for k in z.files})
+        except (OSError, ValueError, KeyError) as exc:
+            raise StorageError(f"checkpoint of {self.root} is unreadable: {exc}") from exc
+        removed = self.history.remove_after(lsn)
+        if removed:
+            log.warning("removed %d Parquet file(s) beyond checkpoint LSN %d", len(removed), lsn)
+        return lsn
+
+    def _replay(self) -> None:
+        n = 0
+        for lsn, record in self.wal.replay(self._checkpoint_lsn):
+            self.decoder.feed(record)
+            self._admit(self.decoder.take(), lsn)
+            n += 1
+        if n:
+            log.info("replayed %d WAL record(s) after checkpoint LSN %d", n, self._checkpoint_lsn)
+
+    # -- ingest -----------------------------------------------------------------------
+    def feed(self, data: Any, device_id: int = 0) -> int:
+        """Decode the frames of one message (binary) into the next commit.
+
+        ``device_id`` non-zero is the device the connection authenticated as: frames of
+        any other device are rejected (counted). Returns the frames accepted.
+
+        Raises
+        ------
+        BackPressureError
+            Too much committed data awaits its flush to Parquet; nothing was taken.
+        """
+        self._check_room()
+        return self.decoder.feed(data, device_id)
+
+    def feed_json(self, document: bytes | str, device_id: int = 0) -> int:
+        """:meth:`feed` for a JSON document (see docs/protocol.md, "JSON form")."""
+        self._check_room()
+        return self.json.feed(document, device_id)
+
+    def _check_room(self) -> None:
+        if self._closed:
+            raise StorageError("store is closed")
+        if self._unlogged is not None:
+            raise BackPressureError("the write-ahead log's queue is full; retry after commit()")
+        if self._pending_bytes > self.max_unflushed_bytes:
+            raise BackPressureError(
+                f"{self._pending_bytes} bytes await their flush to Parquet "
+                f"(bound {self.max_unflushed_bytes}); retry after the flush"
+            )
+
+    def commit(self) -> int:
+        """Log everything fed since the last commit as one WAL record.
+
+        Duplicates are dropped first (counted). Returns the record's LSN (0 if nothing
+        new was fed): once it is durable, so is every frame fed before this call.
+
+        Raises
+        ------
+        BackPressureError
+            The WAL's queue is full. The batch is kept and goes into the next commit:
+            call ``commit()`` again later; nothing fed is lost.
+        StorageError
+            The WAL failed (disk full, I/O error). The store refuses further commits;
+            frames fed since the last successful commit are not durable (never report
+            them acknowledged).
+        """
+        batch = self.decoder.take()
+        if batch.n_frames:
+            keep = self._classify(batch)
+            if not keep.all():
+                batch = batch.select(keep)
+        if self._unlogged is not None:  # a batch the WAL refused last time goes first
+            batch = DecodedBatch.concat([self._unlogged, batch])
+            self._unlogged = None
+        if batch.n_frames == 0:
+            return 0
+        try:
+            lsn = self.wal.append(batch.raw)
+        except BackPressureError:
+            self._unlogged = batch
+            raise
+        self._admit(batch, lsn, classified=True)
+        return lsn
+
+    def ingest(self, data: Any, device_id: int = 0) -> int:
+        """:meth:`feed` then :meth:`commit`: returns the LSN (0 if nothing was new)."""
+        self.feed(data, device_id)
+        return self.commit()
+
+    def wait_durable(self, lsn: int, timeout: float | None = None) -> None:
+        """Block until commit ``lsn`` is durable (StorageError if the WAL failed)."""
+        if lsn:
+            self.wal.wait_durable(lsn, timeout)
+
+    async def durable(self, lsn: int) -> None:
+        """Wait, without blocking the event loop, until commit ``lsn`` is durable."""
+        if lsn and lsn > self.wal.durable_lsn:
+            await self.wal.wait_durable_async(lsn)
+
+    def _classify(self, batch: DecodedBatch) -> np.ndarray:
+        """Update sequence tracking; return the mask of frames that are not duplicates."""
+        with self._lock:
+            _, verdict, missing = self.streams.classify_batch(batch)
+        c = self.counters
+        c["duplicates"] += int(np.count_nonzero(verdict == Verdict.DUPLICATE))
+        c["gaps"] += int(np.count_nonzero(verdict == Verdict.GAP))
+        c["missing"] += int(missing.sum())
+        c["late"] += int(np.count_nonzero(verdict == Verdict.LATE))
+        c["restarts"] += int(np.count_nonzero(verdict == Verdict.RESTART))
+        return verdict != Verdict.DUPLICATE
+
+    def _admit(self, batch: DecodedBatch, lsn: int, classified: bool = False) -> None:
+        if not classified:  # WAL replay: rebuild sequence state, keep every frame
+            with self._lock:
+                self.streams.classify_batch(batch)
+        self.buffers.append(batch)
+        with self._lock:
+            self._pending.append((lsn, batch))
+            self._pending_bytes += len(batch.raw)
+            self.counters["commits"] += 1
+            self.counters["frames"] += batch.n_frames
+
+    # -- flush ------------------------------------------------------------------------
+    def flush(self) -> int:
+        """Write pending batches to Parquet, checkpoint, truncate the WAL.
+
+        Returns the checkpoint LSN. Safe to call from any thread; the flusher thread
+        calls it periodically.
+        """
+        with self._flush_lock:
+            with self._lock:
+                pending = list(self._pending)
+            if not pending:
+                return self._checkpoint_lsn
+            first, last = pending[0][0], pending[-1][0]
+            self.wal.wait_durable(last)  # never checkpoint past what the WAL holds
+            batch = DecodedBatch.concat([b for _, b in pending])
+            self.history.write(batch, first, last)
+            with self._lock:
+                # may be ahead of `last` (frames committed since): replaying those then
+                # finds them already seen, which is harmless because replay keeps them all
+                state = self.streams.state()
+            self._write_checkpoint(last, state)
+            self.history.checkpoint(last)
+            self.wal.truncate_before(last + 1)
+            with self._lock:
+                del self._pending[: len(pending)]
+                self._pending_bytes -= sum(len(b.raw) for _, b in pending)
+                self.counters["flushes"] += 1
+                self.counters["flushed_frames"] += batch.n_frames
+            self._checkpoint_lsn = last
+            return last
+
+    def _write_checkpoint(self, lsn: int, state: dict[str, np.ndarray]) -> None:
+        tmp_streams = self.root / (STREAMS + ".tmp")
+        with open(tmp_streams, "wb") as f:
+            np.savez(f, **state)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp = self.root / (CHECKPOINT + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump({"lsn": lsn, "written_at": time.time()}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_streams, self.root / STREAMS)
+        os.replace(tmp, self.root / CHECKPOINT)
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _flush_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.flush()
+            except Exception:  # keep flushing later; ingest is bounded by back-pressure
+                self.counters["flush_errors"] += 1
+                log.exception("flush to Parquet failed; will retry")
+
+    # -- reads --------------------------------------------------------------------------
+    # Each reader answers from the Parquet history plus the committed, not yet flushed
+    # batches of the device, so a query sees everything committed (durable or not).
+
+    def _recent(self, table: str, device_id: int) -> pa.Table | None:
+        with self._lock:
+            pending = [b for _, b in self._pending]
+        parts = []
+        for b in pending:
+            mine = b.tables["frames"]["device_id"] == device_id
+            if mine.any():
+                parts.append(history_table(b.select(mine), table))
+        return pa.concat_tables(parts) if parts else None
+
+    def read_waveforms(self, device_id: int, t0_us: int, t1_us: int,
+                       frame_type: int | None = None, channel: int | None = None) -> pa.Table:
+        """Waveform frames of a device overlapping [t0_us, t1_us) (HistoryStore.read_waveforms)."""
+        return self.history.read_waveforms(device_id, t0_us, t1_us, frame_type, channel,
+                                           extra=self._recent("waveforms", device_id))
+
+    def read_samples(self, device_id: int, frame_type: int, channel: int, t0_us: int,
+                     t1_us: int) -> tuple[np.ndarray, np.ndarray]:
+        """One stream's (ts_us, physical values) in [t0_us, t1_us) (HistoryStore.read_samples)."""
+        return self.history.read_samples(device_id, frame_type, channel, t0_us, t1_us,
+                                          extra=self._recent("waveforms", device_id))
+
+    def read_numerics(self, device_id: int, t0_us: int, t1_us: int,
+                      codes: Iterable[int] | None = None) -> pa.Table:
+        """Numeric rows of a device in [t0_us, t1_us) (HistoryStore.read_numerics)."""
+        return self.history.read_numerics(device_id, t0_us, t1_us, codes,
+                                          extra=self._recent("numerics", device_id))
+
+    def read_status(self, device_id: int, t0_us: int, t1_us: int) -> pa.Table:
+        """Status rows of a device in [t0_us, t1_us)."""
+        return self.history.read_status(device_id, t0_us, t1_us,
+                                        extra=self._recent("status", device_id))
+
+    def read_accessories(self, device_id: int, t0_us: int, t1_us: int) -> pa.Table:
+        """Accessory rows (from status frames) of a device in [t0_us, t1_us)."""
+        return self.history.read_accessories(device_id, t0_us, t1_us,
+                                             extra=self._recent("accessories", device_id))
+
+    def read_acks(self, device_id: int, t0_us: int, t1_us: int) -> pa.Table:
+        """Command acknowledgements of a device in [t0_us, t1_us)."""
+        return self.history.read_acks(device_id, t0_us, t1_us,
+                                      extra=self._recent("acks", device_id))
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Counters of every stage (decoder, streams, WAL, buffers, flush)."""
+        with self._lock:
+            out: dict[str, Any] = dict(self.counters)
+            out["pending_bytes"] = self._pending_bytes
+        out["checkpoint_lsn"] = self._checkpoint_lsn
+        out["decoder"] = self.decoder.stats()
+        out["wal"] = self.wal.stats()
+        out["buffers"] = self.buffers.stats()
+        return out
+
+    def close(self, flush: bool = True) -> None:
+        """Stop the flusher, flush (unless ``flush=False``) and close the WAL. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join()
+        try:
+            if flush:
+                self.commit()
+                self.flush()
+        finally:
+            self.wal.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
