@@ -1,7 +1,14 @@
-"""``python -m vitalcore [demo] [options]``.
+"""``python -m vitalcore [command] [options]``.
 
-Until the embedded server lands, the default command is the demo: a simulated ward
-through decoder, write-ahead log, live buffers and Parquet history.
+Commands (``python -m vitalcore COMMAND --help`` for each):
+
+- ``run`` (the default): the embedded server with its store and a simulated ward of
+  wearables over real MQTT on 127.0.0.1, status every few seconds, a ward-wide BP
+  measurement; Ctrl-C stops it.
+- ``serve``: the embedded server alone (MQTT broker + store).
+- ``simulate``: a simulated ward connecting to a running server.
+- ``demo``: the offline pipeline walk-through (frames -> store -> history, checked
+  against the devices' ground truth), no network.
 """
 
 from __future__ import annotations
@@ -11,17 +18,25 @@ import sys
 
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
-    command = args.pop(0) if args and not args[0].startswith("-") else "demo"
-    if command == "demo":
-        from .demo import main as demo
+    command = args.pop(0) if args and not args[0].startswith("-") else "run"
+    if command == "run":
+        from .sim.run import main as run
 
-        demo(args)
+        sys.exit(run(args))
     elif command == "serve":
         from .server.cli import main as serve
 
         sys.exit(serve(args))
+    elif command == "simulate":
+        from .sim.cli import main as simulate
+
+        sys.exit(simulate(args))
+    elif command == "demo":
+        from .demo import main as demo
+
+        demo(args)
     else:
-        sys.exit(f"unknown command {command!r}; commands: demo, serve")
+        sys.exit(f"unknown command {command!r}; commands: run, serve, simulate, demo")
 
 
 if __name__ == "__main__":

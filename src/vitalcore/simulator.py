@@ -18,7 +18,7 @@ from . import codec
 from . import protocol as P
 from .dsp.simulate import simulate_ecg, simulate_ppg
 
-__all__ = ["VirtualWearable", "WearableTruth"]
+__all__ = ["Accessory", "VirtualWearable", "WearableTruth"]
 
 FRAME_US = 250_000
 ECG_GAIN_UV = 2.5  # µV per count
@@ -39,7 +39,7 @@ class WearableTruth:
 
 
 @dataclass
-class _Accessory:
+class Accessory:
     kind: int
     serial: str
     powered_s: int
@@ -76,7 +76,7 @@ class VirtualWearable:
     signal_s: int = 60
     battery: float = 100.0
     powered_s: int = 0
-    accessories: list[_Accessory] = field(default_factory=list)
+    accessories: list[Accessory] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         rng = np.random.default_rng(self.seed)
@@ -101,8 +101,8 @@ class VirtualWearable:
         )
         if not self.accessories:
             self.accessories = [
-                _Accessory(P.AccessoryKind.LEAD_WIRE, f"LW-{self.device_id:08d}", 0),
-                _Accessory(P.AccessoryKind.BATTERY, f"BAT-{self.device_id:08d}", 0),
+                Accessory(P.AccessoryKind.LEAD_WIRE, f"LW-{self.device_id:08d}", 0),
+                Accessory(P.AccessoryKind.BATTERY, f"BAT-{self.device_id:08d}", 0),
             ]
         self._q = 0  # 250 ms frames emitted
         self._seq: dict[int, int] = {}

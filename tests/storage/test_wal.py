@@ -36,7 +36,6 @@ from vitalcore.storage.wal import (
 )
 
 POLICIES = [p.value for p in SyncPolicy]
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def records(n: int, seed: int = 0) -> list[bytes]:
@@ -859,7 +858,7 @@ EFBIG_CHILD = textwrap.dedent(
 
 
 def test_file_size_limit_is_a_storage_error(tmp_path: Path) -> None:
-    env = dict(os.environ, PYTHONPATH=SRC)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))  # import what we import
     r = subprocess.run(
         [sys.executable, "-c", EFBIG_CHILD, str(tmp_path)],
         capture_output=True,

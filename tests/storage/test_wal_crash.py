@@ -31,7 +31,6 @@ from vitalcore import codec
 from vitalcore.storage import WriteAheadLog
 
 HELPER = Path(__file__).with_name("wal_crash_writer.py")
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 CYCLES = int(os.environ.get("VITALCORE_WAL_CRASH_CYCLES", "5"))
 
 _spec = importlib.util.spec_from_file_location("wal_crash_writer", HELPER)
@@ -44,7 +43,7 @@ class Run:
     """One writer process: its output lines, read by a thread so the pipe never fills."""
 
     def __init__(self, directory: Path, policy: str, first_id: int, seed: int) -> None:
-        env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))  # import what we import
         self.proc = subprocess.Popen(
             [sys.executable, str(HELPER), str(directory), policy, str(first_id), str(seed)],
             stdout=subprocess.PIPE,

@@ -38,7 +38,7 @@ from .. import protocol as P
 from ..errors import UsageError
 from ..server.auth import Accounts
 from ..server.topics import device_name, parse_device_name
-from ..simulator import _Accessory
+from ..simulator import Accessory
 from .link import LinkProxy
 from .mqtt_device import MqttDevice
 from .wearable import ScenarioWearable
@@ -58,9 +58,8 @@ log = logging.getLogger("vitalcore.sim")
 
 FIRST_DEVICE = 0x5600_0001  #: id of the first simulated device (then +1 each)
 LEAD_WIRE_LIMIT_S = 4380 * 3600  #: lead wire replacement limit of the service contracts
-#: ECG rate of the simulated devices, Hz: VirtualWearable needs a multiple of 4 (whole
-#: samples per 250 ms frame), so 256 Hz (a common Holter rate) rather than 250 Hz.
-ECG_FS = 256
+#: ECG rate of the simulated devices, Hz (62 or 63 samples per 250 ms frame).
+ECG_FS = 250
 
 
 def provision_ward(n: int, accounts: Accounts, first_device: int = FIRST_DEVICE) -> dict[int, str]:
@@ -88,7 +87,9 @@ def load_credentials(path: str | os.PathLike[str]) -> dict[int, str]:
     """Read a file written by :func:`save_credentials` (UsageError if malformed)."""
     try:
         doc = json.loads(Path(path).read_text())
-        if doc.get("version") != 1 or not isinstance(doc.get("devices"), dict):
+        if (not isinstance(doc, dict) or type(doc.get("version")) is not int
+                or doc["version"] != 1
+                or not isinstance(doc.get("devices"), dict)):
             raise ValueError("expected {'version': 1, 'devices': {...}}")
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read device credentials {path}: {exc}") from None
@@ -136,10 +137,10 @@ def _wearable(i: int, dev: int, rng: random.Random, start_us: int, scenarios: bo
     dia = rng.choice([62, 68, 74, 80, 86])
     h = 3600
     accessories = [
-        _Accessory(P.AccessoryKind.LEAD_WIRE, f"LW-{dev:08x}", rng.randrange(0, 4000 * h)),
-        _Accessory(P.AccessoryKind.BATTERY, f"BAT-{dev:08x}", rng.randrange(0, 4000 * h)),
-        _Accessory(P.AccessoryKind.COMMS_MODULE, f"CM-{dev:08x}", rng.randrange(0, 8000 * h)),
-        _Accessory(P.AccessoryKind.NIBP_CUFF, f"CUF-{dev:08x}", rng.randrange(0, 2000 * h)),
+        Accessory(P.AccessoryKind.LEAD_WIRE, f"LW-{dev:08x}", rng.randrange(0, 4000 * h)),
+        Accessory(P.AccessoryKind.BATTERY, f"BAT-{dev:08x}", rng.randrange(0, 4000 * h)),
+        Accessory(P.AccessoryKind.COMMS_MODULE, f"CM-{dev:08x}", rng.randrange(0, 8000 * h)),
+        Accessory(P.AccessoryKind.NIBP_CUFF, f"CUF-{dev:08x}", rng.randrange(0, 2000 * h)),
     ]
     kw: dict = {}
     if scenarios and i == 1:

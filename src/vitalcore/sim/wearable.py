@@ -140,7 +140,7 @@ class ScenarioWearable(VirtualWearable):
             if ftype == P.FrameType.STATUS:
                 frame = self._status(seq, fts)
             elif off and ftype == P.FrameType.ECG:
-                n = self.ecg_fs // 4
+                n = int.from_bytes(frame[32:34], "little")  # the frame's sample count
                 frame = codec.encode_waveform(ftype, self.device_id, seq, fts, P.EcgLead.II,
                                               np.zeros(n, np.int16), self.ecg_fs, ECG_GAIN_UV)
             elif off and ftype == P.FrameType.NUMERICS:
