@@ -245,6 +245,12 @@ def bench_wal(args: argparse.Namespace) -> None:
                 mbs = _row(f"{policy:<6} level {args.level:2d} {api}", s, raw)
                 if policy == "group":
                     group[api] = (mbs, s)
+        # the shape Store.commit() writes: one record holding the frames of many messages
+        joined = [b"".join(frames[i : i + args.batch]) for i in range(0, len(frames), args.batch)]
+        s = _best(args.repeat, joined, os.path.join(work, "store"), total, 1, 1, sync="group",
+                  group_commit_ms=args.group_ms, level=args.level)  # fmt: skip
+        api = f"append of {args.batch}-frame commit records, 1 producer (as Store.commit)"
+        group[api] = (_row(f"group  level {args.level:2d} store commits", s, raw), s)
         for level in sorted({-3, -1, 1, 3} - {args.level}):
             s = _best(args.repeat, frames, os.path.join(work, "lvl"), total, args.producers,
                       args.batch, sync="group", group_commit_ms=args.group_ms, level=level)  # fmt: skip

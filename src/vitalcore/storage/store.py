@@ -64,8 +64,11 @@ class Store:
     window_s : float
         Seconds of waveform kept per stream in the live buffers.
     flush_interval_s : float
-        The background flusher writes pending data to Parquet this often (s). 0 turns
-        the thread off; call :meth:`flush` yourself.
+        The background flusher writes pending data to Parquet this often (s), and
+        sooner when pending data passes half of ``max_unflushed_bytes``. Each flush
+        writes one file per table, UTC day and device: longer intervals make fewer,
+        larger files (see docs/storage.md). 0 turns the thread off; call
+        :meth:`flush` yourself.
     max_unflushed_bytes : int
         Bound on the raw frame bytes committed but not yet in Parquet. :meth:`feed`
         raises :class:`~vitalcore.errors.BackPressureError` (and takes nothing) while
@@ -81,7 +84,7 @@ class Store:
         sync: str = "group",
         group_commit_ms: float = 2.0,
         window_s: float = 30.0,
-        flush_interval_s: float = 30.0,
+        flush_interval_s: float = 60.0,
         max_unflushed_bytes: int = 256 << 20,
         keep_rejects: int = 256,
     ) -> None:
@@ -104,6 +107,7 @@ class Store:
             ("commits", "frames", "duplicates", "gaps", "missing", "late", "restarts",
              "flushes", "flushed_frames", "flush_errors"), 0
         )
+        self._wake = threading.Event()  # set when pending data passes half its bound
         self._checkpoint_lsn = self._recover_checkpoint()
         self.wal = WriteAheadLog(self.root / "wal", sync=sync, group_commit_ms=group_commit_ms)
         self._replay()
@@ -247,6 +251,8 @@ class Store:
             self._pending_bytes += len(batch.raw)
             self.counters["commits"] += 1
             self.counters["frames"] += batch.n_frames
+            if self._pending_bytes > self.max_unflushed_bytes // 2:
+                self._wake.set()  # flush early, before feed() has to push back
 
     # -- flush ------------------------------------------------------------------------
     def flush(self) -> int:
@@ -299,7 +305,11 @@ class Store:
             os.close(fd)
 
     def _flush_loop(self, interval: float) -> None:
-        while not self._stop.wait(interval):
+        while not self._stop.is_set():
+            self._wake.wait(interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
             try:
                 self.flush()
             except Exception:  # keep flushing later; ingest is bounded by back-pressure
@@ -371,6 +381,7 @@ class Store:
             return
         self._closed = True
         self._stop.set()
+        self._wake.set()
         if self._flusher is not None:
             self._flusher.join()
         try:
