@@ -218,30 +218,68 @@ def bench_a103l() -> None:
           f"longest beat-free gap {gap:.2f} s")
 
 
+def _spo2_runs(seeds, **kw) -> tuple[np.ndarray, np.ndarray]:
+    """Per-record valid-window rates and |SpO2 error| of all valid windows (%)."""
+    valid, errs = [], []
+    for seed in seeds:
+        red, ir, _ = simulate_ppg(30, 100, seed=seed, **kw)
+        res = estimate_spo2(red, ir, 100)
+        valid.append(res.valid.mean())
+        errs.append(np.abs(res.spo2[res.valid] - kw["spo2"]))
+    return np.array(valid), np.concatenate(errs)
+
+
+def _pct(a: np.ndarray, qs: tuple[float, ...]) -> str:
+    return " | ".join(f"{v:.2f}" for v in np.percentile(a, qs)) if a.size else \
+        " | ".join("-" for _ in qs)
+
+
 def bench_spo2(quick: bool) -> None:
-    print("\n## SpO2 on the simulator (fs 100 Hz, 60 s, calibration 110 - 25 R)\n")
-    print("| motion | true SpO2 % | PI % | valid windows % | mean abs err % | max abs err % |")
-    print("|---|---|---|---|---|---|")
-    seeds = range(2 if quick else 5)
-    allerr = []
-    for motion in (0.0, 0.3, 1.0):
-        for spo2 in (100, 95, 90, 85, 80, 75, 70):
-            for pi in (0.3, 1.0, 5.0):
-                errs, valid = [], []
-                for seed in seeds:
-                    red, ir, _ = simulate_ppg(60, 100, spo2=spo2, hr=60 + 10 * seed,
-                                              perfusion=pi, motion=motion, seed=seed)
-                    res = estimate_spo2(red, ir, 100)
-                    valid.append(res.valid.mean())
-                    errs += list(np.abs(res.spo2[res.valid] - spo2))
-                if motion == 0.0:
-                    allerr += errs
-                if spo2 in (100, 85, 70):
-                    me = f"{np.mean(errs):.2f}" if errs else "-"
-                    mx = f"{np.max(errs):.2f}" if errs else "-"
-                    print(f"| {motion} | {spo2} | {pi} | {100 * np.mean(valid):.0f} | {me} | {mx} |")
-    print(f"\nno motion, all 70-100 %: mean abs error {np.mean(allerr):.2f} %, "
-          f"95th percentile {np.percentile(allerr, 95):.2f} %, max {np.max(allerr):.2f} %")
+    seeds = range(1, 6 if quick else 21)
+    print(f"\n## SpO2 on the simulator (fs 100 Hz, 30 s records, {len(seeds)} seeds per row, "
+          "calibration 110 - 25 R)\n")
+    print("clean (motion 0): valid = share of 1 s windows without flags; |err| over the valid "
+          "windows of all seeds\n")
+    print("| HR bpm | PI % | true SpO2 % | valid % (worst record) | valid % (mean) | "
+          "abs err p50 | p95 | max |")
+    print("|---|---|---|---|---|---|---|---|")
+    for hr in (40, 70, 120, 180):
+        for pi in (0.5, 2.0, 10.0):
+            for spo2 in (100.0, 85.0, 70.0):
+                v, e = _spo2_runs(seeds, spo2=spo2, hr=hr, perfusion=pi)
+                print(f"| {hr} | {pi} | {spo2:.0f} | {100 * v.min():.0f} | {100 * v.mean():.0f} "
+                      f"| {_pct(e, (50, 95, 100))} |")
+    print("\nmotion (HR 70, PI 2 %; artefact RMS relative to the pulse amplitude): a valid "
+          "window more than 3 % off is a potential false alarm\n")
+    print("| motion | true SpO2 % | valid % | valid windows | abs err p50 | p95 | max | "
+          "valid and > 3 % off |")
+    print("|---|---|---|---|---|---|---|---|")
+    for motion in (0.1, 0.2, 0.3, 0.5, 1.0, 2.0):
+        for spo2 in (100.0, 95.0, 70.0):
+            v, e = _spo2_runs(seeds, spo2=spo2, hr=70.0, perfusion=2.0, motion=motion)
+            print(f"| {motion} | {spo2:.0f} | {100 * v.mean():.1f} | {e.size} | "
+                  f"{_pct(e, (50, 95, 100))} | {int(np.sum(e > 3))} |")
+    print("\npulse rate across rates (PI 2 %, median of the window rates, worst of the seeds):\n")
+    print("| HR bpm | fs 50 Hz | fs 125 Hz | fs 500 Hz |")
+    print("|---|---|---|---|")
+    for hr in (30, 35, 52, 60, 100, 180, 240):
+        cells = []
+        for fs in (50.0, 125.0, 500.0):
+            worst = 0.0
+            for seed in seeds:
+                red, ir, _ = simulate_ppg(30, fs, spo2=95.0, hr=hr, seed=seed)
+                pr = np.median(estimate_spo2(red, ir, fs).pulse_rate)
+                worst = max(worst, abs(pr - hr))
+            cells.append(f"{worst:.1f}")
+        print(f"| {hr} | " + " | ".join(cells) + " |")
+    red, ir, _ = simulate_ppg(600, 125, hr=75, seed=1)
+    estimate_spo2(red[:2000], ir[:2000], 125.0)  # compile outside the timing
+    best = 0.0
+    for _ in range(3):
+        t = time.perf_counter()
+        estimate_spo2(red, ir, 125.0)
+        best = max(best, red.size / (time.perf_counter() - t))
+    print(f"\nthroughput: {best / 1e6:.2f} M samples/s (125 Hz, 8 s window, 1 s hop, one core)")
 
 
 def bench_nibp(quick: bool) -> None:
@@ -299,7 +337,8 @@ def bench_bidmc(quick: bool) -> None:
     a = np.abs(allerr)
     print(f"\nall records: mean abs error {a.mean():.2f} bpm, bias {np.mean(allerr):+.2f}, "
           f"95th percentile {np.percentile(a, 95):.2f} bpm, windows used "
-          f"{100 * np.mean([r[1] for r in rows]):.0f} %")
+          f"{100 * np.mean([r[1] for r in rows]):.0f} % (previous peak-picking detector, "
+          "same data: 1.00 bpm, 95th percentile 3.11 bpm, 96 % of windows)")
 
 
 def main(argv: list[str] | None = None) -> None:

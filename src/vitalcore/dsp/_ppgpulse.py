@@ -31,6 +31,13 @@ Pulse-shape similarity (:func:`_template_sqi`, once per window)
     the red/IR AC slope of the *template* (ensemble average), in which artefact that is not
     synchronous with the pulse is attenuated; disagreement between it and the slope of the
     raw window shows that non-pulsatile energy is biasing the ratio.
+
+Spectral purity (:func:`_harmonic_fraction`, once per window)
+    Share of the window's IR AC power near the harmonics of the pulse rate (a comb on the
+    DFT); broadband artefact lowers it even when the detector has locked onto it.
+
+Note: numba's on-disk cache does not track calls across modules; after editing this file
+delete the ``spo2.*`` cache files too (``__pycache__/spo2.*.nb[ic]``).
 """
 
 from __future__ import annotations
@@ -199,48 +206,57 @@ def _template_sqi(acbuf, pbuf, n_pb, end, width):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _harmonic_fraction(acbuf, end, interval):  # pragma: no cover - compiled
+def _harmonic_fraction(acbuf, end, interval, fmax_bins, decim):  # pragma: no cover - compiled
     """Fraction of the window's IR AC power near the harmonics of the pulse rate.
 
-    The window (the whole ring ``acbuf[0]``, oldest sample at ``end % width``) is
-    Hann-tapered; DFT power is summed over the bins within ``2 + 0.06 h f0`` bins of each
-    harmonic ``h f0`` below the Nyquist frequency (``f0 = width / interval`` bins, ``interval`` the
-    median pulse interval in samples; 2 bins = the Hann main lobe, 6 % per harmonic =
-    beat-to-beat rate variation) and divided by the total power (Parseval).
+    The window (the whole ring ``acbuf[0]``, oldest sample at ``end % width``) is reduced
+    to means of ``decim`` samples and Hann-tapered; DFT power (Goertzel) is summed over
+    the bins within ``1.5 + 0.03 h f0`` bins of each
+    harmonic ``h f0`` up to ``fmax_bins`` (``f0 = width / interval`` bins, ``interval``
+    the median pulse interval in samples; 1.5 bins: the Hann main lobe of a tone between
+    two bins, 3 % per harmonic: rate variation within the window) and divided by the total
+    power (Parseval).  Power above ``fmax_bins`` (the 5 Hz low-pass edge) counts as
+    non-harmonic; it is negligible after the low-pass.
     """
-    width = acbuf.shape[1]
     if interval <= 0:
         return np.nan
+    # block means down to >= 25 Hz (the signal is low-passed at 5 Hz): q x fewer samples
+    q = max(decim, 1)
+    width = acbuf.shape[1] // q
+    skip = acbuf.shape[1] - width * q  # oldest samples that do not fill a block
+    start = end % acbuf.shape[1] + skip
     x = np.empty(width)
-    start = end % width
     tot = 0.0
     for t in range(width):
+        acc = 0.0
+        for u in range(q):
+            acc += acbuf[0, (start + t * q + u) % acbuf.shape[1]]
         wt = 0.5 - 0.5 * math.cos(2.0 * math.pi * t / width)
-        x[t] = acbuf[0, (start + t) % width] * wt
+        x[t] = acc / q * wt
         tot += x[t] * x[t]
     if not tot > 0.0:
         return np.nan
+    interval = interval / q
     half = width // 2
     f0 = width / interval
-    mask = np.zeros(half, dtype=np.bool_)
+    top = min(fmax_bins, half - 1)
+    mask = np.zeros(top + 1, dtype=np.bool_)
     h = 1
-    while h * f0 < half:
-        bw = 2.0 + 0.06 * h * f0
+    while h * f0 <= top:
+        bw = 1.5 + 0.03 * h * f0
         lo = max(int(math.ceil(h * f0 - bw)), 1)
-        hi = min(int(math.floor(h * f0 + bw)), half - 1)
+        hi = min(int(math.floor(h * f0 + bw)), top)
         for k in range(lo, hi + 1):
             mask[k] = True
         h += 1
     pw = 0.0
-    for k in range(1, half):
-        if mask[k]:
-            c = math.cos(2.0 * math.pi * k / width)
-            s = math.sin(2.0 * math.pi * k / width)
-            re, im = 1.0, 0.0  # e^{-i 2 pi k t / N} by rotation
-            sr = si_ = 0.0
+    for k in range(1, top + 1):
+        if mask[k]:  # Goertzel: |X_k|^2 with one multiply per sample
+            coef = 2.0 * math.cos(2.0 * math.pi * k / width)
+            s1 = s2 = 0.0
             for t in range(width):
-                sr += x[t] * re
-                si_ -= x[t] * im
-                re, im = re * c - im * s, re * s + im * c
-            pw += sr * sr + si_ * si_
+                s0 = x[t] + coef * s1 - s2
+                s2 = s1
+                s1 = s0
+            pw += s1 * s1 + s2 * s2 - coef * s1 * s2
     return 2.0 * pw / (width * tot)

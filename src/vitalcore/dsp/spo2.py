@@ -15,16 +15,24 @@ Every ``hop_s`` the last ``window_s`` are evaluated:
   Oximeters*, 1997).  It is NOT a device calibration: a device maker calibrates each
   probe design (LED wavelengths, geometry) against arterial blood gases in a
   desaturation study (ISO 80601-2-61) and passes its own curve;
-* pulses: local maxima of IR AC at least 0.25 s apart whose rise above the preceding
-  trough exceeds 40 % of the running pulse amplitude; pulse rate = 60 / mean interval;
+* pulses (see :mod:`vitalcore.dsp._ppgpulse`): systolic upstrokes found with the slope sum
+  function (Zong et al. 2003) of the 5 Hz low-passed IR signal (no high-pass: the 0.5 Hz
+  one distorts pulses slower than 60 bpm), adaptive threshold 0.4 x the running SSF pulse
+  level, 0.2 s hard refractory period and dicrotic-wave rejection within
+  ``max(0.6 x median interval, 0.36 s)`` of a pulse (a late wave with under half the
+  pulse's upstroke); pulse rate = 60 / mean interval.  Pulses are positive-going (blood
+  volume up), as in displayed pleth and the simulator;
 * perfusion index ``PI = mean pulse amplitude / DC_ir x 100`` (%).
 
 A window is *valid* when none of these flags is set: ``BAD_SAMPLES`` (NaN/inf or a flat
 run, probe off / saturation), ``NO_PULSE`` (fewer than 2 pulses or PI < 0.05 %),
-``LOW_CORRELATION`` (rho < 0.9: motion or noise), ``MOTION`` (PI > 20 %, pulse
-interval CV > 0.25, or the red/IR AC slope of the 1-hop pieces varying by more than
-7 % (SD/mean): a moving probe changes the apparent R from second to second), ``OUT_OF_RANGE`` (SpO2 outside 50-102 % or R <= 0, or DC <= 0; values up to 102 %
-are reported as 100 %).
+``LOW_CORRELATION`` (rho < 0.9: motion or noise), ``MOTION`` (any of: PI > 20 %; pulse
+interval CV > 0.25; the red/IR AC slopes of the 1-hop pieces dispersed by more than 1 %
+SpO2 (SD weighted by each hop's IR AC energy, converted with the calibration slope); the
+pulses' mean correlation with their ensemble-average template < 0.86 (Orphanidou et al.
+2015); the template's SpO2 more than 1 % from the window's; under 80 % of the IR AC power
+near the pulse-rate harmonics), ``OUT_OF_RANGE`` (SpO2 outside 50-102 % or R <= 0, or
+DC <= 0; values up to 102 % are reported as 100 %).
 Invalid windows carry their numbers but must not be displayed as SpO2.
 """
 
@@ -36,6 +44,24 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from vitalcore.dsp._ppgpulse import (
+    _A1,
+    _CAND,
+    _CAND_IDX,
+    _DELAY,
+    _HARD_REFR,
+    _HARD_REFR_S,
+    _LAST_PULSE,
+    _N,
+    _N_PB,
+    _PB_LEN,
+    _PEAK_IDX,
+    _TMIN,
+    _W,
+    _harmonic_fraction,
+    _pulse_step,
+    _template_sqi,
+)
 from vitalcore.dsp.qrs import _as_1d, _biquad, _check_fs, _locate_delay
 from vitalcore.errors import UsageError
 
@@ -47,24 +73,28 @@ SPO2_FLAGS = {"BAD_SAMPLES": BAD_SAMPLES, "NO_PULSE": NO_PULSE,
               "OUT_OF_RANGE": OUT_OF_RANGE}
 """Quality flag bits of :attr:`SpO2Result.flags`."""
 
-# float state
+# float state (slots 22-30 belong to the pulse detector, see _ppgpulse)
 _HP, _LP = 0, 5  # 5 coefficients each
 _ZR, _ZI = 10, 16  # hp z1 z2 (twice), lp z1 z2 per channel
-_LAST_R, _LAST_I, _P1, _P2, _CAND, _CAND_AMP, _TMIN, _AMP_EMA = range(22, 30)
-_CA, _CB, _CC = 30, 31, 32
-_NF = 33
-# integer state
-_N, _CAND_IDX, _LAST_PULSE, _HOP, _K, _HOPS_SEEN, _REFR, _FLAT_RUN, _FLAT_MIN = range(9)
-_DELAY, _FIRST = 9, 10
-_NI = 11
+_LAST_R, _LAST_I, _CA, _CB, _CC = range(31, 36)
+_ZD = 36  # lp z1 z2 of the pulse-detection path (IR low-passed only)
+_NF = 38
+# integer state (slots 0-13 belong to the pulse detector)
+_HOP, _K, _HOPS_SEEN, _FLAT_RUN, _FLAT_MIN, _FIRST = range(14, 20)
+_NI = 20
 # per-hop accumulators
 _H_SR, _H_SI, _H_RI, _H_II, _H_RR, _H_BAD, _H_NP, _H_AMP, _H_INT, _H_INT2, _H_N = range(11)
 _H_COLS = 11
-_ROW_COLS = 7  # end sample, spo2, ratio, pr, pi, rho, flags
+_ROW_COLS = 9  # end sample, spo2, ratio, pr, pi, rho, flags, pulse-shape SQI, purity
+
+_HOP_DISPERSION = 1.0  # max SD (% SpO2) of the 1-hop red/IR slopes, energy-weighted
+_SQI_MIN = 0.86  # pulse/template correlation (Orphanidou et al. 2015)
+_TEMPLATE_DEV = 1.0  # max SpO2 difference (%) of the template and raw-window estimates
+_PURITY_MIN = 0.8  # IR AC power fraction near the pulse-rate harmonics
 
 
 @numba.njit(cache=True, nogil=True)
-def _window_row(hops, fs, sf, end, row):  # pragma: no cover - compiled
+def _window_row(hops, acbuf, pbuf, fs, sf, si, end, row):  # pragma: no cover - compiled
     """Evaluate the window made of all hop accumulators into ``row``."""
     tot = hops.sum(axis=0)
     flags = 0
@@ -76,13 +106,15 @@ def _window_row(hops, fs, sf, end, row):  # pragma: no cover - compiled
     ratio = np.nan
     rho = 0.0
     spo2 = np.nan
+    mk = 0.0
     if dc_r > 0 and dc_i > 0 and tot[_H_II] > 0 and tot[_H_RR] > 0:
-        k = tot[_H_RI] / tot[_H_II]
+        mk = tot[_H_RI] / tot[_H_II]
         rho = tot[_H_RI] / math.sqrt(tot[_H_II] * tot[_H_RR])
-        ratio = k * dc_i / dc_r
+        ratio = mk * dc_i / dc_r
         spo2 = sf[_CA] + sf[_CB] * ratio + sf[_CC] * ratio * ratio
     if not (ratio > 0 and 50.0 <= spo2 <= 102.0):
         flags |= OUT_OF_RANGE
+    spo2_raw = spo2
     spo2 = min(spo2, 100.0)
     if rho < 0.9:
         flags |= LOW_CORRELATION
@@ -96,16 +128,32 @@ def _window_row(hops, fs, sf, end, row):  # pragma: no cover - compiled
         pi = tot[_H_AMP] / n_int / dc_i * 100.0 if dc_i > 0 else 0.0
         if cv > 0.25 or pi > 20.0:
             flags |= MOTION
-    # motion: the red/IR AC slope of the single hops must agree (clean pulses keep R)
-    sk = 0.0
-    sk2 = 0.0
-    nk = hops.shape[0]
-    for j in range(nk):
-        kj = hops[j, _H_RI] / hops[j, _H_II] if hops[j, _H_II] > 0 else 0.0
-        sk += kj
-        sk2 += kj * kj
-    mk = sk / nk
-    if mk <= 0 or math.sqrt(max(sk2 / nk - mk * mk, 0.0)) > 0.07 * mk:
+    # motion: the red/IR AC slope of the single hops must agree (clean pulses keep R),
+    # Each hop's slope is weighted by its IR AC energy: a 1 s hop that holds only the
+    # flat part of a slow pulse (HR < 60) has an ill-determined slope and little weight.
+    sw = 0.0
+    for j in range(hops.shape[0]):
+        if hops[j, _H_II] > 0:
+            kj = hops[j, _H_RI] / hops[j, _H_II]
+            sw += hops[j, _H_II] * (kj - mk) * (kj - mk)
+    # in SpO2 units (|dSpO2/dR| x R x relative slope SD): a fixed relative tolerance
+    # would allow 2.7x more SpO2 error at R = 1.6 (70 %) than at R = 0.6 (95 %)
+    gain = abs(sf[_CB] + 2.0 * sf[_CC] * ratio) * ratio
+    if mk <= 0 or not gain * math.sqrt(sw / tot[_H_II]) / mk <= _HOP_DISPERSION:
+        flags |= MOTION
+    # motion: pulse shapes must match their ensemble average, and the ratio of the
+    # ensemble average (artefact not synchronous with the pulse averaged out) must
+    # agree with the ratio of the raw window
+    sqi, kt, interval = _template_sqi(acbuf, pbuf, si[_N_PB], end, acbuf.shape[1])
+    spo2_t = np.nan
+    if dc_r > 0 and dc_i > 0:
+        r_t = kt * dc_i / dc_r
+        spo2_t = sf[_CA] + sf[_CB] * r_t + sf[_CC] * r_t * r_t
+    if not (sqi >= _SQI_MIN and abs(spo2_t - spo2_raw) <= _TEMPLATE_DEV):
+        flags |= MOTION
+    purity = _harmonic_fraction(acbuf, end, interval, int(5.0 * acbuf.shape[1] / fs),
+                                int(fs // 25.0))
+    if not purity >= _PURITY_MIN:
         flags |= MOTION
     if n_int < 2 or pi < 0.05:
         flags |= NO_PULSE
@@ -116,6 +164,8 @@ def _window_row(hops, fs, sf, end, row):  # pragma: no cover - compiled
     row[4] = pi
     row[5] = rho
     row[6] = flags
+    row[7] = sqi
+    row[8] = purity
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -136,12 +186,14 @@ def _bandpass(sf, z, x):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _spo2_kernel(red, ir, sf, si, hops, rows, pulses, fs):  # pragma: no cover - compiled
+def _spo2_kernel(red, ir, sf, si, hops, ring, acbuf, pbuf, rows, pulses,
+                 fs):  # pragma: no cover - compiled
     """Feed paired samples; returns (window rows written, pulses written)."""
     n_rows = 0
     n_pulses = 0
     hop = si[_HOP]
     k = si[_K]
+    width = acbuf.shape[1]
     n = si[_N]
     for i in range(red.shape[0]):
         slot = (n // hop) % k
@@ -167,8 +219,12 @@ def _spo2_kernel(red, ir, sf, si, hops, rows, pulses, fs):  # pragma: no cover -
             si[_FIRST] = 1
             sf[_ZR], sf[_ZR + 1] = -sf[_HP] * r, sf[_HP + 2] * r
             sf[_ZI], sf[_ZI + 1] = -sf[_HP] * v, sf[_HP + 2] * v
+            sf[_ZD], sf[_ZD + 1] = (1.0 - sf[_LP]) * v, (sf[_LP + 2] - sf[_LP + 4]) * v
+            sf[_A1] = v
         a_r = _bandpass(sf, _ZR, r)  # identical band-pass on both channels
         a_i = _bandpass(sf, _ZI, v)
+        acbuf[0, n % width] = a_i
+        acbuf[1, n % width] = a_r
         hp_ = hops[slot]
         hp_[_H_SR] += r
         hp_[_H_SI] += v
@@ -178,38 +234,26 @@ def _spo2_kernel(red, ir, sf, si, hops, rows, pulses, fs):  # pragma: no cover -
         hp_[_H_N] += 1.0
         if bad:
             hp_[_H_BAD] += 1.0
-        # pulse detection on IR AC
-        sf[_TMIN] = min(sf[_TMIN], a_i)
-        p1, p2 = sf[_P1], sf[_P2]
-        if p1 > p2 and p1 >= a_i and p1 > sf[_CAND]:
-            sf[_CAND] = p1
-            sf[_CAND_AMP] = p1 - sf[_TMIN]
-            si[_CAND_IDX] = n - 1
-        sf[_P2], sf[_P1] = p1, a_i
-        c_idx = si[_CAND_IDX]
-        if c_idx >= 0 and n - c_idx >= si[_REFR]:
-            amp = sf[_CAND_AMP]
-            if amp > 0.4 * sf[_AMP_EMA] and amp > 0:
-                sf[_AMP_EMA] = amp if sf[_AMP_EMA] == 0 else 0.8 * sf[_AMP_EMA] + 0.2 * amp
-                if si[_LAST_PULSE] >= 0:
-                    d = float(c_idx - si[_LAST_PULSE])
-                    hp_[_H_NP] += 1.0
-                    hp_[_H_AMP] += amp
-                    hp_[_H_INT] += d
-                    hp_[_H_INT2] += d * d
-                si[_LAST_PULSE] = c_idx
-                pulses[n_pulses] = max(c_idx - si[_DELAY], 0)
-                n_pulses += 1
-                sf[_TMIN] = a_i
-            else:
-                sf[_AMP_EMA] *= 0.9
-            sf[_CAND] = -np.inf
-            si[_CAND_IDX] = -1
+        # pulses from the low-passed IR: the slope sum needs no high-pass, and the 0.5 Hz
+        # high-pass distorts pulses slower than 60 bpm (a ringing rebound after the notch)
+        peak, dt, amp = _pulse_step(_biquad_step(sf, _LP, _ZD, v), n, sf, si, ring, fs)
+        if peak >= 0:
+            if dt > 0:
+                d = float(dt)
+                hp_[_H_NP] += 1.0
+                hp_[_H_AMP] += amp
+                hp_[_H_INT] += d
+                hp_[_H_INT2] += d * d
+            pbuf[si[_N_PB] % _PB_LEN] = peak
+            si[_N_PB] += 1
+            pulses[n_pulses] = max(peak - si[_DELAY], 0)
+            n_pulses += 1
         n += 1
+        si[_N] = n
         if n % hop == 0:
             si[_HOPS_SEEN] += 1
             if si[_HOPS_SEEN] >= k:
-                _window_row(hops, fs, sf, n, rows[n_rows])
+                _window_row(hops, acbuf, pbuf, fs, sf, si, n, rows[n_rows])
                 n_rows += 1
     si[_N] = n
     return n_rows, n_pulses
@@ -235,6 +279,13 @@ class SpO2Result:
         Red/IR AC correlation coefficient per window.
     flags : numpy.ndarray of int64
         Quality flag bits per window (see :data:`SPO2_FLAGS`); 0 means valid.
+    pulse_quality : numpy.ndarray of float64
+        Pulse-shape SQI per window: mean correlation coefficient (-1 to 1) of the
+        window's IR pulses with their ensemble average (NaN with fewer than 3 whole
+        pulses); below 0.86 the window is flagged ``MOTION``.
+    spectral_purity : numpy.ndarray of float64
+        Fraction (0-1) of the window's IR AC power near the harmonics of its pulse rate
+        (NaN with fewer than 4 pulses); below 0.8 the window is flagged ``MOTION``.
     pulse_indices : numpy.ndarray of int64
         Sample index of each detected pulse peak (IR), increasing.
     """
@@ -246,6 +297,8 @@ class SpO2Result:
     perfusion_index: np.ndarray
     correlation: np.ndarray
     flags: np.ndarray
+    pulse_quality: np.ndarray
+    spectral_purity: np.ndarray
     pulse_indices: np.ndarray
 
     @property
@@ -322,13 +375,17 @@ class SpO2Estimator:
         sf[_TMIN] = np.inf
         sf[_CA], sf[_CB], sf[_CC] = self.calibration
         si = np.zeros(_NI, dtype=np.int64)
-        si[_CAND_IDX] = si[_LAST_PULSE] = -1
+        si[_CAND_IDX] = si[_PEAK_IDX] = si[_LAST_PULSE] = -1
         si[_HOP], si[_K] = self._hop, self._k
-        si[_REFR] = int(round(0.25 * fs))
+        si[_W] = max(int(round(0.128 * fs)), 3)  # SSF window (Zong et al. 2003)
+        si[_HARD_REFR] = int(round(_HARD_REFR_S * fs))
         si[_FLAT_MIN] = int(round(0.5 * fs))
-        si[_DELAY] = _locate_delay([hp, hp, lp], fs, width_s=0.09, signed=True)
+        si[_DELAY] = _locate_delay([lp], fs, width_s=0.09, signed=True)
         self._sf, self._si = sf, si
         self._hops = np.zeros((self._k, _H_COLS))
+        self._ring = np.zeros(si[_W])
+        self._acbuf = np.zeros((2, self._k * self._hop))
+        self._pbuf = np.zeros(_PB_LEN, dtype=np.int64)
 
     def process(self, red: object, ir: object) -> SpO2Result:
         """Feed equally long red and IR chunks (intensity, any linear unit).
@@ -343,11 +400,13 @@ class SpO2Estimator:
         if r.size != i.size:
             raise UsageError(f"red and ir differ in length ({r.size} != {i.size})")
         rows = np.empty((r.size // self._hop + 1, _ROW_COLS))
-        pulses = np.empty(r.size // int(self._si[_REFR]) + 2, dtype=np.int64)
-        nr, npl = _spo2_kernel(r, i, self._sf, self._si, self._hops, rows, pulses, self.fs)
+        pulses = np.empty(r.size // int(self._si[_HARD_REFR]) + 2, dtype=np.int64)
+        nr, npl = _spo2_kernel(r, i, self._sf, self._si, self._hops, self._ring, self._acbuf,
+                               self._pbuf, rows, pulses, self.fs)
         rows = rows[:nr]
         return SpO2Result(rows[:, 0].astype(np.int64), rows[:, 1], rows[:, 2], rows[:, 3],
-                          rows[:, 4], rows[:, 5], rows[:, 6].astype(np.int64), pulses[:npl])
+                          rows[:, 4], rows[:, 5], rows[:, 6].astype(np.int64), rows[:, 7],
+                          rows[:, 8], pulses[:npl])
 
 
 def estimate_spo2(red: object, ir: object, fs: float, **kwargs: object) -> SpO2Result:
