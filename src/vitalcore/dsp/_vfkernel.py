@@ -1,10 +1,13 @@
 """Private numba pieces of the VF/VFL rhythm analysis (see :mod:`vitalcore.dsp.vf`).
 
-The analysis runs once per second of signal (one *hop* of ``L = round(fs)`` samples) on
-sanitised samples that the sample loop stores in a raw ring buffer, so it costs nothing
-per sample besides that store.  Every call of :func:`vf_second` preprocesses the last
-second, then decides analysis window ``k = j - 3`` (``j`` = seconds seen), which covers
-samples ``[k L, k L + 2 L)`` and needs one more second for the TCI look-ahead.
+The QRS kernel's sample loop preprocesses every sanitised sample (5-point moving average,
+1 Hz high-pass, 30 Hz low-pass; state ``_M1`` .. ``_LZ2``) into the ring at ``_OFF_P`` and
+keeps per-second running sums and maxima (``_S_*``, :func:`end_second`): these filter
+chains run beside the QRS filters at almost no cost, whereas a separate pass once per
+second is bound by their latency.  Once per second of signal (one *hop* of
+``L = round(fs)`` samples) :func:`vf_second` decides analysis window ``k = j - 3``
+(``j`` = seconds seen), which covers samples ``[k L, k L + 2 L)`` and needs one more
+second for the TCI look-ahead; it reads the ring in place and allocates nothing.
 
 State lives in two arrays (floats ``vfb``, integers ``vfi``) laid out here, so the QRS
 kernel can carry the analysis without a jitclass and stays a pure function of
@@ -20,14 +23,16 @@ import numba
 import numpy as np
 
 # ---- integer state vfi --------------------------------------------------------------
-(_L, _K, _J, _RUN_START, _RUN_LEN, _NREG, _NHOLD, _END, _SUP, _NWIN, _MP, _MRAW,
- _MIN_RUN, _VF_AT, _OFF_REG, _OFF_HOLD, _OFF_BAD, _FIRST) = range(18)
-_NI = 18
+(_L, _K, _J, _RUN_START, _RUN_LEN, _NREG, _NHOLD, _END, _SUP, _NWIN, _MP,
+ _MIN_RUN, _VF_AT, _OFF_REG, _OFF_HOLD, _OFF_BAD) = range(16)
+_NI = 16
 # ---- float state vfb ----------------------------------------------------------------
 (_HB0, _HA1, _LB0, _LB1, _LB2, _LA1, _LA2, _M1, _M2, _M3, _M4, _HZ, _LZ1, _LZ2,
  _LEAK_MAX, _TCI_MAX, _TCSC_MIN, _V0, _TCI_FRAC, _W_LEAK, _W_TCI, _W_TCSC, _W_FLAG,
- _OFF_P, _OFF_RAW, _OFF_TAPER) = range(26)
-_NF = 26
+ _OFF_P, _OFF_TAPER, _S_OWN, _S_WIN, _S_MAX) = range(28)
+_SEC = 28  # per-second statistics ring: SEC_CAP rows of [window sum, maximum]
+SEC_CAP = 4
+_NF = _SEC + 2 * SEC_CAP
 REG_CAP = 16  # mute regions remembered (each >= 4 s long)
 HOLD_CAP = 512  # beats waiting for their VF decision (a few seconds of beats)
 BAD_CAP = 8  # per-second "bad sample seen" ring
@@ -43,8 +48,7 @@ def new_state(fs: float, suppress: bool, min_run: int, leak_max: float, tci_max_
     """Fresh (vfb, vfi) for sampling rate ``fs`` (Hz); thresholds as documented in vf.py."""
     L = int(round(fs))
     n_p = _pow2(4 * L + 1)
-    n_raw = _pow2(2 * L + 1)
-    vfb = np.zeros(_NF + n_p + n_raw + 2 * L)
+    vfb = np.zeros(_NF + n_p + 2 * L)
     vfi = np.zeros(_NI + 2 * REG_CAP + HOLD_CAP + BAD_CAP, dtype=np.int64)
     k = math.tan(math.pi * 1.0 / fs)  # 1st-order Butterworth high-pass 1 Hz (bilinear)
     vfb[_HB0] = 1.0 / (1.0 + k)
@@ -59,8 +63,8 @@ def new_state(fs: float, suppress: bool, min_run: int, leak_max: float, tci_max_
     vfb[_V0] = 0.2
     vfb[_TCI_FRAC] = 0.2
     vfb[_OFF_P] = _NF
-    vfb[_OFF_RAW] = _NF + n_p
-    vfb[_OFF_TAPER] = _NF + n_p + n_raw
+    vfb[_OFF_TAPER] = _NF + n_p
+    vfb[_S_MAX] = -np.inf
     # Arafat et al.: cosine taper over the first and last 0.25 s of the window
     t = np.arange(2 * L) / fs
     ls = 2 * L / fs
@@ -69,10 +73,9 @@ def new_state(fs: float, suppress: bool, min_run: int, leak_max: float, tci_max_
     taper[e] = 0.5 * (1 - np.cos(4 * np.pi * t[e]))
     e = t > ls - 0.25
     taper[e] = 0.5 * (1 - np.cos(4 * np.pi * (ls - t[e])))
-    vfb[_NF + n_p + n_raw:] = taper
+    vfb[_NF + n_p:] = taper
     vfi[_L] = L
     vfi[_MP] = n_p - 1
-    vfi[_MRAW] = n_raw - 1
     vfi[_END] = FAR
     vfi[_SUP] = 1 if suppress else 0
     vfi[_MIN_RUN] = min_run
@@ -80,46 +83,48 @@ def new_state(fs: float, suppress: bool, min_run: int, leak_max: float, tci_max_
     vfi[_OFF_REG] = _NI
     vfi[_OFF_HOLD] = _NI + 2 * REG_CAP
     vfi[_OFF_BAD] = _NI + 2 * REG_CAP + HOLD_CAP
-    vfi[_FIRST] = 1
     return vfb, vfi
 
 
 @numba.njit(cache=True, nogil=True)
-def _tci(w, j0, L, thr):  # pragma: no cover - compiled
-    """Thakor's threshold crossing interval (ms) of the 1 s segment ``w[j0:j0 + L]``.
+def _tci(q, mp, a, L, mean, thr):  # pragma: no cover - compiled
+    """Thakor's threshold crossing interval (ms) of the 1 s segment starting at sample ``a``.
 
-    ``w`` holds the preprocessed signal with one second before and after the segment
-    (``j0 >= L`` means a previous second exists); ``thr`` is the crossing level (20 % of
-    the segment maximum).  TCI = 1000 / ((N - 1) + t2/(t1 + t2) + t3/(t3 + t4)) with N
-    pulses starting in the segment, t1/t2 the gaps before/after the segment start, t3/t4
-    around its end.  Returns 1000 when no pulse starts in the segment.
+    ``q`` is the preprocessed-signal ring (mask ``mp``) holding one second before (if
+    ``a > 0``) and one after the segment; values are taken as ``q - mean`` (the window
+    mean); ``thr`` is the crossing level (20 % of the segment maximum).  TCI = 1000 /
+    ((N - 1) + t2/(t1 + t2) + t3/(t3 + t4)) with N pulses starting in the segment, t1/t2
+    the gaps before/after the segment start, t3/t4 around its end.  Returns 1000 when no
+    pulse starts in the segment.
     """
-    hi = j0 > 0 and w[j0 - 1] > thr
+    hi = a > 0 and q[(a - 1) & mp] - mean > thr
     n = 0
     t2 = 0
     last_fall = 0  # offset of the last high->low transition inside the segment
     for i in range(L):
-        b = w[j0 + i] > thr
-        if b and not hi:
-            if n == 0:
-                t2 = i
-            n += 1
-        elif hi and not b:
-            last_fall = i
-        hi = b
+        b = q[(a + i) & mp] - mean > thr
+        if b != hi:
+            if b:
+                if n == 0:
+                    t2 = i
+                n += 1
+            else:
+                last_fall = i
+            hi = b
     if hi:
         last_fall = L
     if n == 0:
         return 1000.0
     t1 = L
-    for i in range(min(L, j0)):
-        if w[j0 - 1 - i] > thr:
-            t1 = i
-            break
+    if a > 0:
+        for i in range(L):
+            if q[(a - 1 - i) & mp] - mean > thr:
+                t1 = i
+                break
     t3 = L - last_fall
     t4 = L
     for i in range(L):
-        if w[j0 + L + i] > thr:
+        if q[(a + L + i) & mp] - mean > thr:
             t4 = i
             break
     den = n - 1.0
@@ -134,24 +139,22 @@ def _tci(w, j0, L, thr):  # pragma: no cover - compiled
 def _window(vfb, q, mp, k, L):  # pragma: no cover - compiled
     """Features of window k (samples kL .. kL+2L) into vfb[_W_*]; returns the VF flag.
 
-    TCI is computed first; leakage and TCSC only when TCI allows VF (otherwise NaN), which
-    saves most of the work on non-VF rhythms without changing any decision.
+    Works in place on the ring ``q`` (no copy, no allocation): the window sum and the
+    per-second maxima were accumulated while preprocessing (:func:`vf_second`), in the
+    same order as a sequential sum over the window, so the mean is bit-identical to
+    ``x.sum() / n``; ``max(q - mean) == max(q) - mean`` exactly (rounding is monotonic).
+    TCI is computed first; leakage and TCSC only when TCI allows VF (otherwise NaN),
+    which saves most of the work on non-VF rhythms without changing any decision.
     """
     n = 2 * L
     s0 = k * L
-    pre = L if k > 0 else 0  # samples kept before the window (TCI t1)
-    w = np.empty(n + L + pre)  # contiguous copy: [previous second] window [next second]
-    for i in range(w.size):
-        w[i] = q[(s0 - pre + i) & mp]
-    x = w[pre:pre + n]
-    mean = x.sum() / n
-    w -= mean
+    mean = vfb[_SEC + 2 * ((k + 1) % SEC_CAP)] / n
     # TCI (Thakor et al. 1990), mean over the window's two 1 s segments
     tci = 0.0
     for j in range(2):
-        j0 = pre + j * L
-        mx = w[j0:j0 + L].max()
-        tci += 0.5 * _tci(w, j0, L, vfb[_TCI_FRAC] * mx if mx > 0.0 else np.inf)
+        mx = vfb[_SEC + 2 * ((k + j) % SEC_CAP) + 1] - mean
+        tci += 0.5 * _tci(q, mp, s0 + j * L, L, mean,
+                          vfb[_TCI_FRAC] * mx if mx > 0.0 else np.inf)
     vfb[_W_TCI] = tci
     vfb[_W_LEAK] = np.nan  # not computed: TCI already rules VF out (most windows)
     vfb[_W_TCSC] = np.nan
@@ -160,9 +163,12 @@ def _window(vfb, q, mp, k, L):  # pragma: no cover - compiled
     # VF filter leakage (Kuo & Dillman 1978)
     a = 0.0
     d = 0.0
+    xp = q[s0 & mp] - mean
     for i in range(1, n):
-        a += abs(x[i])
-        d += abs(x[i] - x[i - 1])
+        xi = q[(s0 + i) & mp] - mean
+        a += abs(xi)
+        d += abs(xi - xp)
+        xp = xi
     leak = 1.0
     if d > 0.0:
         half = int(math.floor(math.pi * a / d + 0.5))
@@ -170,15 +176,25 @@ def _window(vfb, q, mp, k, L):  # pragma: no cover - compiled
             num = 0.0
             den = 0.0
             for i in range(half, n):
-                num += abs(x[i] + x[i - half])
-                den += abs(x[i]) + abs(x[i - half])
+                xi = q[(s0 + i) & mp] - mean
+                xh = q[(s0 + i - half) & mp] - mean
+                num += abs(xi + xh)
+                den += abs(xi) + abs(xh)
             if den > 0.0:
                 leak = num / den
     # TCSC (Arafat et al. 2011): % of tapered, normalised samples with |x| > V0
     off = np.int64(vfb[_OFF_TAPER])
-    y = np.abs(x * vfb[off:off + n])
-    m = y.max()
-    tcsc = 100.0 * np.count_nonzero(y > vfb[_V0] * m) / n if m > 0.0 else 0.0
+    m = 0.0
+    for i in range(n):
+        m = max(m, abs((q[(s0 + i) & mp] - mean) * vfb[off + i]))
+    tcsc = 0.0
+    if m > 0.0:
+        lim = vfb[_V0] * m
+        c = 0
+        for i in range(n):
+            if abs((q[(s0 + i) & mp] - mean) * vfb[off + i]) > lim:
+                c += 1
+        tcsc = 100.0 * c / n
     vfb[_W_LEAK] = leak
     vfb[_W_TCSC] = tcsc
     return leak < vfb[_LEAK_MAX] and tcsc > vfb[_TCSC_MIN]
@@ -262,40 +278,31 @@ def hold(vfi, src, n_src):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
+def end_second(vfb, j, s_win, mx):  # pragma: no cover - compiled
+    """Store the statistics of second ``j - 1`` accumulated by the sample loop.
+
+    ``s_win`` is the previous second's sequential sum (from 0) continued over this one:
+    the sequential sum of window ``j - 2``, bit-equal to summing that window's samples in
+    order as :func:`_window` needs; ``mx`` is the second's maximum.
+    """
+    row = _SEC + 2 * ((j - 1) % SEC_CAP)
+    vfb[row] = s_win
+    vfb[row + 1] = mx
+
+
+@numba.njit(cache=True, nogil=True)
 def vf_second(vfb, vfi, count, last_bad, wout):  # pragma: no cover - compiled
     """One second ended (``count`` samples seen, a multiple of L): analyse, book, record.
 
-    ``last_bad`` is the index of the latest bad (non-finite, clipped, flat) sample.
-    Appends ``[k, flag, leakage, tci_ms, tcsc_pct]`` of the decided window to ``wout``
-    (row ``vfi[_NWIN]``) when it has room.
+    The sample loop has already preprocessed the second into the ring and stored its
+    statistics (:func:`end_second`).  ``last_bad`` is the index of the latest bad
+    (non-finite, clipped, flat) sample.  Appends ``[k, flag, leakage, tci_ms, tcsc_pct]``
+    of the decided window to ``wout`` (row ``vfi[_NWIN]``) when it has room.
     """
     L = vfi[_L]
     mp = vfi[_MP]
-    mr = vfi[_MRAW]
     q = vfb[np.int64(vfb[_OFF_P]):np.int64(vfb[_OFF_P]) + mp + 1]
-    raw = vfb[np.int64(vfb[_OFF_RAW]):np.int64(vfb[_OFF_RAW]) + mr + 1]
     s0 = count - L
-    if vfi[_FIRST]:  # start the filters settled on the first sample
-        x0 = raw[0]
-        vfb[_M1] = vfb[_M2] = vfb[_M3] = vfb[_M4] = x0
-        vfb[_HZ] = -vfb[_HB0] * x0
-        vfi[_FIRST] = 0
-    m1, m2, m3, m4 = vfb[_M1], vfb[_M2], vfb[_M3], vfb[_M4]
-    hb0, ha1, hz = vfb[_HB0], vfb[_HA1], vfb[_HZ]
-    lb0, lb1, lb2, la1, la2 = vfb[_LB0], vfb[_LB1], vfb[_LB2], vfb[_LA1], vfb[_LA2]
-    lz1, lz2 = vfb[_LZ1], vfb[_LZ2]
-    for i in range(s0, count):
-        x = raw[i & mr]
-        ma = (x + m1 + m2 + m3 + m4) * 0.2  # 5-point moving average (Amann et al.)
-        m4, m3, m2, m1 = m3, m2, m1, x
-        h = hb0 * ma + hz  # high-pass 1 Hz
-        hz = -hb0 * ma - ha1 * h
-        y = lb0 * h + lz1  # low-pass 30 Hz
-        lz1 = lb1 * h - la1 * y + lz2
-        lz2 = lb2 * h - la2 * y
-        q[i & mp] = y
-    vfb[_M1], vfb[_M2], vfb[_M3], vfb[_M4] = m1, m2, m3, m4
-    vfb[_HZ], vfb[_LZ1], vfb[_LZ2] = hz, lz1, lz2
     j = count // L
     bad = vfi[_OFF_BAD]
     vfi[bad + (j - 1) % BAD_CAP] = 1 if last_bad >= s0 else 0

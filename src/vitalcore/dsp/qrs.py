@@ -342,8 +342,14 @@ def _qrs_kernel(x, blob, si, out, vfb, vfi, wout):  # pragma: no cover - compile
     vfi[vk._NWIN] = 0
     vf_at = vfi[vk._VF_AT]
     hop = vfi[vk._L]
-    mraw = vfi[vk._MRAW]
-    ring_raw = vfb[np.int64(vfb[vk._OFF_RAW]):np.int64(vfb[vk._OFF_RAW]) + mraw + 1]
+    # VF preprocessing (see _vfkernel): filter state and per-second running statistics
+    vmp = vfi[vk._MP]
+    ring_vf = vfb[np.int64(vfb[vk._OFF_P]):np.int64(vfb[vk._OFF_P]) + vmp + 1]
+    vm1, vm2, vm3, vm4 = vfb[vk._M1], vfb[vk._M2], vfb[vk._M3], vfb[vk._M4]
+    vhb0, vha1, vhz = vfb[vk._HB0], vfb[vk._HA1], vfb[vk._HZ]
+    vlb0, vlb1, vlb2 = vfb[vk._LB0], vfb[vk._LB1], vfb[vk._LB2]
+    vla1, vla2, vlz1, vlz2 = vfb[vk._LA1], vfb[vk._LA2], vfb[vk._LZ1], vfb[vk._LZ2]
+    s_own, s_win, vmx = vfb[vk._S_OWN], vfb[vk._S_WIN], vfb[vk._S_MAX]
     hb0, hb1, hb2, ha1, ha2 = sf[_HB0], sf[_HB1], sf[_HB2], sf[_HA1], sf[_HA2]
     lb0, lb1, lb2, la1, la2 = sf[_LB0], sf[_LB1], sf[_LB2], sf[_LA1], sf[_LA2]
     hz1, hz2, lz1, lz2 = sf[_HZ1], sf[_HZ2], sf[_LZ1], sf[_LZ2]
@@ -376,6 +382,8 @@ def _qrs_kernel(x, blob, si, out, vfb, vfi, wout):  # pragma: no cover - compile
             last_bad = n
         if not math.isfinite(last_x):  # first sample: start the high-pass settled on it
             hz1, hz2 = -hb0 * v, hb2 * v
+            vm1 = vm2 = vm3 = vm4 = v
+            vhz = -vhb0 * v
         if v == last_x:
             flat_run += 1
             if flat_run >= flat_min:
@@ -383,7 +391,18 @@ def _qrs_kernel(x, blob, si, out, vfb, vfi, wout):  # pragma: no cover - compile
         else:
             flat_run = 0
         last_x = v
-        ring_raw[n & mraw] = v
+        if sup:  # VF preprocessing: 5-point moving average, high-pass 1 Hz, low-pass 30 Hz
+            ma = (v + vm1 + vm2 + vm3 + vm4) * 0.2
+            vm4, vm3, vm2, vm1 = vm3, vm2, vm1, v
+            vh = vhb0 * ma + vhz
+            vhz = -vhb0 * ma - vha1 * vh
+            y = vlb0 * vh + vlz1
+            vlz1 = vlb1 * vh - vla1 * y + vlz2
+            vlz2 = vlb2 * vh - vla2 * y
+            ring_vf[n & vmp] = y
+            s_own += y
+            s_win += y
+            vmx = max(vmx, y)
         # band-pass: high-pass then low-pass, transposed direct form II
         h = hb0 * v + hz1
         hz1 = hb1 * v - ha1 * h + hz2
@@ -443,6 +462,10 @@ def _qrs_kernel(x, blob, si, out, vfb, vfi, wout):  # pragma: no cover - compile
                 if n >= si[_SB_DEADLINE]:
                     n_out = _searchback(sf, si, rr1, rr2, store, pend, out, n_out, n - refr)
             if n >= vf_at:
+                vk.end_second(vfb, (n + 1) // hop, s_win, vmx)
+                s_win = s_own
+                s_own = 0.0
+                vmx = -np.inf
                 n_out = n_rel = _vf_event(vfb, vfi, out, n_rel, n_out, n + 1, last_bad, wout)
                 vf_at += hop
             next_event = min(_next_event(si, emit_at), vf_at)
@@ -459,6 +482,9 @@ def _qrs_kernel(x, blob, si, out, vfb, vfi, wout):  # pragma: no cover - compile
     si[_N] = n
     si[_FLAT_RUN] = flat_run
     vfi[vk._VF_AT] = vf_at
+    vfb[vk._M1], vfb[vk._M2], vfb[vk._M3], vfb[vk._M4] = vm1, vm2, vm3, vm4
+    vfb[vk._HZ], vfb[vk._LZ1], vfb[vk._LZ2] = vhz, vlz1, vlz2
+    vfb[vk._S_OWN], vfb[vk._S_WIN], vfb[vk._S_MAX] = s_own, s_win, vmx
     if sup:  # beats found since the last second wait for their VF decision
         n_out = _vf_event(vfb, vfi, out, n_rel, n_out, 0, last_bad, wout)
     return n_out
