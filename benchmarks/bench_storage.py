@@ -270,6 +270,7 @@ def bench_wal(args: argparse.Namespace) -> None:
 # (history store flush/compression/read latency, live buffer append, sequence tracking)
 PQ_TARGET_SAMPLES_S = 10e6
 PQ_DAY0_US = 19_675 * 86_400_000_000  # 2023-11-14T00:00:00Z
+PQ_BUCKETS = 16  # HistoryStore's default device buckets per table and day
 
 
 def _pq_batch(dev, ftype, ch, seq, ts, fs, gain, n, samples, numerics=None):
@@ -383,9 +384,10 @@ def _pq_flush_run(work: str, label: str, batches: list, n_dev: int, flush_s: int
     flushes = len(batches)
     n_samples = sum(len(b.samples) for b in batches)
     raw_bytes = 2 * n_samples
+    per_table = min(n_dev, PQ_BUCKETS)  # device ids 1..n_dev: one file per used bucket
     print(f"flush: {n_dev} devices, {label} (250/100 Hz, 1/4 s frames) + numerics 1 Hz, "
-          f"{flushes} flushes of {flush_s} s ({n_dev} files per table per flush), "
-          f"{n_samples / 1e6:.1f} M samples")  # fmt: skip
+          f"{flushes} flushes of {flush_s} s ({PQ_BUCKETS} device buckets: {per_table} files per "
+          f"table per flush), {n_samples / 1e6:.1f} M samples")  # fmt: skip
     # baseline: the same waveform rows as one uncompressed Arrow IPC file per flush
     ipc_dir = os.path.join(work, "ipc")
     os.makedirs(ipc_dir)
@@ -408,6 +410,7 @@ def _pq_flush_run(work: str, label: str, batches: list, n_dev: int, flush_s: int
             os.fsync(f.fileno())
     npy_s = time.perf_counter() - t
     # the file-system share of the partition layout: create and write as many small files
+    # as the old per-device layout made (2 tables x n_dev), for the per-file cost
     t = time.perf_counter()
     for i in range(2 * n_dev):
         sub = os.path.join(ipc_dir, "layout", str(i))
@@ -416,14 +419,15 @@ def _pq_flush_run(work: str, label: str, batches: list, n_dev: int, flush_s: int
             f.write(bytes(4096))
     create_ms = (time.perf_counter() - t) / (2 * n_dev) * 1e3
     print(f"baseline file system: mkdir + create + write 4 KiB, no fsync: {create_ms:.2f} ms per "
-          f"file ({2 * n_dev} files per flush here = {2 * n_dev * create_ms:.0f} ms)")  # fmt: skip
+          f"file (per-device layout: {2 * n_dev} files per flush = {2 * n_dev * create_ms:.0f} ms; "
+          f"bucket layout: {2 * per_table} = {2 * per_table * create_ms:.0f} ms)")  # fmt: skip
     print(f"baseline Arrow IPC uncompressed, 1 file/flush, fsync: {n_samples / ipc_s / 1e6:7.1f} "
           f"M samples/s, {ipc_bytes / n_samples:.2f} B/sample")  # fmt: skip
     print(f"baseline np.save of the raw int16 samples, fsync:    {n_samples / npy_s / 1e6:7.1f} "
           f"M samples/s, 2.00 B/sample")  # fmt: skip
     for sync in ("fsync", "syncfs", "none"):
         root = os.path.join(work, f"history-{sync}")
-        store = HistoryStore(root, sync=sync)
+        store = HistoryStore(root, sync=sync, buckets=PQ_BUCKETS)
         t = time.perf_counter()
         for i, b in enumerate(batches):
             store.write(b, 1000 * i + 1, 1000 * i + 1000)
@@ -479,7 +483,9 @@ def _pq_reads(args: argparse.Namespace, work: str) -> None:
     rng = np.random.default_rng(5)
     hour = {d: _pq_ecg(rng, 3600) for d in range(1, n_dev + 1)}
     root = os.path.join(work, "day")
-    store = HistoryStore(root)
+    # as many devices per bucket as 300 devices in PQ_BUCKETS buckets (~19): a read then
+    # skips the other devices' row groups of its bucket's files, as in production
+    store = HistoryStore(root, buckets=max(1, n_dev * PQ_BUCKETS // 300))
     n, dt = 0, 0.0
     for h in range(hours):
         shifted = {d: np.roll(s, int(rng.integers(len(s)))) for d, s in hour.items()}
@@ -488,7 +494,8 @@ def _pq_reads(args: argparse.Namespace, work: str) -> None:
         store.write(batch, h + 1, h + 1)
         dt += time.perf_counter() - t
         n += len(batch.samples)
-    print(f"store of {n_dev} devices x {hours} h (ECG II 250 Hz + numerics 1 Hz, hourly flushes): "
+    print(f"store of {n_dev} devices x {hours} h (ECG II 250 Hz + numerics 1 Hz, hourly flushes, "
+          f"{store.buckets} device buckets): "
           f"{n / 1e6:.0f} M samples written in {dt:.1f} s ({n / dt / 1e6:.1f} M samples/s), "
           f"{_dir_bytes(root) / 1e6:.0f} MB on disk")  # fmt: skip
     dev, t0 = n_dev // 2 + 1, PQ_DAY0_US + (hours // 2) * 3600 * 10**6

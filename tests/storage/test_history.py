@@ -1,7 +1,9 @@
-"""History store: Parquet round trip, partitions, compaction atomicity, restart cleanup."""
+"""History store: Parquet round trip, bucket partitions, layout, compaction atomicity,
+restart cleanup."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -23,8 +25,8 @@ from vitalcore._refcodec import (
 )
 from vitalcore.batch import DecodedBatch
 from vitalcore.errors import StorageError, UsageError
-from vitalcore.storage import HistoryStore
-from vitalcore.storage.history import DAY_US, SCHEMAS
+from vitalcore.storage import HistoryStore, history
+from vitalcore.storage.history import DAY_US, MAX_BUCKETS, SCHEMAS
 
 ECG, PLETH = int(P.FrameType.ECG), int(P.FrameType.PLETH)
 MIDNIGHT = 19_676 * DAY_US  # 2023-11-15T00:00:00Z
@@ -92,6 +94,18 @@ def parquet_names(d: Path) -> list[str]:
     return sorted(n for n in os.listdir(d) if n.endswith(".parquet"))
 
 
+def row_group_devices(path: Path) -> list[tuple[int, int]]:
+    """(min, max) device_id statistics of each row group of a file."""
+    meta = pq.ParquetFile(path).metadata
+    col = meta.schema.names.index("device_id")
+    out = []
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(col).statistics
+        assert stats is not None and stats.has_min_max
+        out.append((stats.min, stats.max))
+    return out
+
+
 # ---------------------------------------------------------------------------- round trip
 def test_round_trip_every_table(store):
     batch = decode(device_frames(1, 0, 24) + device_frames(2, 0, 24))
@@ -107,13 +121,14 @@ def test_round_trip_every_table(store):
     assert store.read("commands", None, *wide).num_rows == 0
 
 
-def test_files_are_partitioned_by_utc_day_and_device(store):
+def test_files_are_partitioned_by_utc_day_and_device_bucket(store):
     batch = decode(device_frames(1, 0, 24) + device_frames(2, 0, 4))  # 6 s across midnight
     store.write(batch, 1, 1)
     root = store.root
     assert sorted(os.listdir(root / "waveforms")) == [f"day={DAY1}", f"day={DAY2}"]
-    assert sorted(os.listdir(root / "waveforms" / f"day={DAY2}")) == ["device=1"]
-    before = pq.read_table(root / "waveforms" / f"day={DAY1}" / "device=1" / parquet_names(root / "waveforms" / f"day={DAY1}" / "device=1")[0])
+    assert sorted(os.listdir(root / "waveforms" / f"day={DAY2}")) == ["bucket=1"]
+    d1 = root / "waveforms" / f"day={DAY1}" / "bucket=1"
+    before = pq.read_table(d1 / parquet_names(d1)[0])
     assert (before.column("ts_us").to_numpy() < MIDNIGHT).all()
     assert np.all(np.diff(before.column("ts_us").to_numpy()) >= 0)
     after = store.read_waveforms(1, MIDNIGHT, MIDNIGHT + DAY_US)
@@ -163,20 +178,118 @@ def test_read_filters_and_device_sets(store):
         store.read("frames", 1, T0, T0 + 1)
 
 
-def test_reads_open_only_the_requested_days_and_devices(store):
-    store.write(decode(device_frames(1, 0, 24) + device_frames(2, 0, 24)), 1, 1)
-    # corrupt everything outside device 1 / day 2: a read that opened it would fail
+def test_reads_open_only_the_requested_days_and_buckets(store):
+    # devices 1 and 17 share bucket 1 (of 16), device 2 has bucket 2
+    store.write(decode(device_frames(1, 0, 24) + device_frames(2, 0, 24) + device_frames(17, 0, 24)), 1, 1)
+    assert sorted(os.listdir(store.root / "numerics" / f"day={DAY2}")) == ["bucket=1", "bucket=2"]
+    # corrupt everything outside bucket 1 / day 2: a read that opened it would fail
     for p in store.root.rglob("*.parquet"):
-        if "device=2" in str(p):
+        if "bucket=2" in str(p):
             p.write_bytes(b"not parquet")
     assert store.read_numerics(1, MIDNIGHT, MIDNIGHT + 10**6).num_rows == 2
+    assert store.read_numerics(17, MIDNIGHT, MIDNIGHT + 10**6).num_rows == 2
     for p in store.root.rglob("*.parquet"):
         if f"day={DAY1}" in str(p) and "numerics" in str(p):
             p.write_bytes(b"not parquet")
     assert store.read_numerics(1, MIDNIGHT, MIDNIGHT + 10**6).num_rows == 2
-    assert all(f"day={DAY2}" in str(f) and "device=1" in str(f) for f in store.files("numerics", 1, MIDNIGHT, MIDNIGHT + 1))
+    listed = store.files("numerics", [1, 17, 33], MIDNIGHT, MIDNIGHT + 1)
+    assert len(listed) == 1 and listed[0].parent == store.root / "numerics" / f"day={DAY2}" / "bucket=1"
+    assert len(store.files("numerics", None, MIDNIGHT, MIDNIGHT + 1)) == 2
     with pytest.raises(StorageError):
         store.read_numerics(2, MIDNIGHT, MIDNIGHT + 10**6)
+
+
+@pytest.mark.parametrize("min_rows", [None, 1])
+def test_devices_sharing_a_bucket_read_back_per_device(tmp_path, monkeypatch, min_rows):
+    if min_rows is not None:  # every device in row groups of its own
+        monkeypatch.setattr(history, "_MIN_GROUP_ROWS_OTHER", min_rows)
+        monkeypatch.setattr(history, "_MIN_GROUP_ROWS", {})
+    store = HistoryStore(tmp_path / "h", buckets=3)
+    devices = (1, 4, 7, 2)  # 1, 4, 7 share bucket 1; 2 is alone in bucket 2
+    batch = decode(sum((device_frames(d, 0, 24) for d in reversed(devices)), []))
+    store.write(batch, 1, 1)
+    wide = (T0 - DAY_US, T0 + DAY_US)
+    for dev in devices:
+        for table in ("waveforms", "numerics", "status", "accessories", "acks"):
+            got = store.read(table, dev, *wide)
+            assert got.num_rows > 0 and got.equals(expected(batch, table, dev)), (dev, table)
+    assert store.read_numerics(10, *wide).num_rows == 0  # bucket 1, no rows of its own
+    ward = store.read("numerics", [7, 1], *wide)
+    assert sorted(set(ward.column("device_id").to_pylist())) == [1, 7]
+    assert ward.num_rows == expected(batch, "numerics", 1).num_rows * 2
+    # in the file: rows sorted by (device_id, ts_us); 72 frames a device: one row group
+    # for all by default, one per device when that is the minimum
+    d = store.root / "waveforms" / f"day={DAY1}" / "bucket=1"
+    f = d / parquet_names(d)[0]
+    rows = pq.read_table(f)
+    key = rows.column("device_id").to_numpy() * 2**40 + (rows.column("ts_us").to_numpy() - T0)
+    assert np.all(np.diff(key) >= 0)
+    groups = [(1, 7)] if min_rows is None else [(1, 1), (4, 4), (7, 7)]
+    assert row_group_devices(f) == groups
+
+
+@settings(max_examples=200, deadline=None)
+@given(sizes=st.lists(st.integers(1, 12), max_size=30), min_rows=st.integers(1, 20))
+def test_row_groups_split_only_between_devices(sizes, min_rows):
+    device_id = np.repeat(np.arange(len(sizes), dtype=np.uint64), sizes)
+    bounds = history._group_bounds(device_id, min_rows)
+    n = len(device_id)
+    assert bounds[0] == 0 and bounds[-1] == n and bounds == sorted(set(bounds))
+    assert len(bounds) >= 2 or n == 0
+    starts = set(np.cumsum([0, *sizes[:-1]]).tolist())
+    for a, b, c in zip(bounds, bounds[1:], [*bounds[2:], None], strict=False):
+        assert a in starts  # a group starts where a device starts
+        devices = np.unique(device_id[a:b])
+        big = [dev for dev in devices.tolist() if sizes[dev] >= min_rows]
+        assert not big or len(devices) == 1  # a big device is alone
+        if c is not None:  # a group is closed early only before a big device
+            assert b - a >= min_rows or sizes[int(device_id[b])] >= min_rows
+
+
+# ---------------------------------------------------------------------------- layout
+def test_layout_is_recorded_and_cannot_change(tmp_path):
+    root = tmp_path / "h"
+    store = HistoryStore(root, buckets=8)
+    layout = json.loads((root / "layout.json").read_text())
+    assert layout == {"format": "vitalcore-history", "version": 2, "buckets": 8}
+    store.write(decode(device_frames(9, 0, 4)), 1, 1)
+    with pytest.raises(UsageError, match="buckets=8"):
+        HistoryStore(root)  # default 16
+    with pytest.raises(UsageError, match="buckets=8"):
+        HistoryStore(root, buckets=4)
+    again = HistoryStore(root, buckets=8)
+    assert again.read_numerics(9, T0, T0 + 10**6).equals(store.read_numerics(9, T0, T0 + 10**6))
+    assert (root / "numerics" / f"day={DAY1}" / "bucket=1").is_dir()
+    assert json.loads((root / "layout.json").read_text()) == layout  # not rewritten
+
+
+@pytest.mark.parametrize("buckets", [0, -1, MAX_BUCKETS + 1, 2.0, True, "16", None])
+def test_bad_bucket_counts_are_refused(tmp_path, buckets):
+    with pytest.raises(UsageError, match="buckets"):
+        HistoryStore(tmp_path / "h", buckets=buckets)
+    assert not (tmp_path / "h" / "layout.json").exists()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "{", "[16]", '{"format": "vitalcore-history", "version": 1, "buckets": 16}',
+     '{"format": "vitalcore-history", "version": 2, "buckets": "16"}', '{"buckets": 16}',
+     '{"format": "vitalcore-history", "version": 2, "buckets": 0}', "\u00e9"],
+)
+def test_unreadable_layout_is_a_storage_error(tmp_path, text):
+    (tmp_path / "h").mkdir()
+    (tmp_path / "h" / "layout.json").write_text(text)
+    with pytest.raises(StorageError, match="layout"):
+        HistoryStore(tmp_path / "h")
+
+
+def test_store_of_the_per_device_layout_is_refused(tmp_path):
+    old = tmp_path / "h" / "numerics" / f"day={DAY1}" / "device=1"
+    old.mkdir(parents=True)
+    (old / "00000000000000000001-00000000000000000001.parquet").write_bytes(b"PAR1")
+    with pytest.raises(StorageError, match="per-device layout"):
+        HistoryStore(tmp_path / "h")
+    assert not (tmp_path / "h" / "layout.json").exists()
 
 
 # ---------------------------------------------------------------------------- writing errors
@@ -201,23 +314,23 @@ def test_write_rejects_bad_ranges_and_rewrites(store):
 
 def test_failed_write_leaves_no_visible_file(store, monkeypatch):
     batch = decode(device_frames(1, 0, 8) + device_frames(2, 0, 8))
-    real = pq.write_table
+    real = history._write_parquet
     calls = []
 
-    def flaky(table, where, **kw):
+    def flaky(t, where, *args):
         calls.append(where)
         if len(calls) == 5:
             raise OSError(28, "No space left on device")
-        return real(table, where, **kw)
+        return real(t, where, *args)
 
-    monkeypatch.setattr(pq, "write_table", flaky)
+    monkeypatch.setattr(history, "_write_parquet", flaky)
     store.threads = 1
     with pytest.raises(StorageError, match="No space left"):
         store.write(batch, 1, 1)
     assert list(store.root.rglob("*.parquet")) == [] and list(store.root.rglob("*.tmp")) == []
     assert os.listdir(store.root / "_journal") == []
-    monkeypatch.setattr(pq, "write_table", real)
-    assert len(store.write(batch, 1, 1)) == 10  # 5 tables x 2 devices, all on day 1
+    monkeypatch.setattr(history, "_write_parquet", real)
+    assert len(store.write(batch, 1, 1)) == 10  # 5 tables x 2 buckets, all on day 1
 
 
 # ---------------------------------------------------------------------------- compaction
@@ -231,9 +344,9 @@ def write_flushes(store, n: int = 4, devices=(1, 2)) -> DecodedBatch:
     return DecodedBatch.concat(batches)
 
 
-def test_compact_merges_a_day_into_one_file_per_device_and_table(store):
+def test_compact_merges_a_day_into_one_file_per_bucket_and_table(store):
     everything = write_flushes(store)
-    d = store.root / "waveforms" / f"day={DAY1}" / "device=1"
+    d = store.root / "waveforms" / f"day={DAY1}" / "bucket=1"
     assert len(parquet_names(d)) == 4
     before = {t: store.read(t, 1, *ALL_DAY1) for t in SCHEMAS}
     merged = store.compact(DAY1)
@@ -250,10 +363,23 @@ def test_compact_merges_a_day_into_one_file_per_device_and_table(store):
     assert parquet_names(d) == ["00000000000000000001-00000000000000000041.parquet"]
 
 
+def test_compact_merges_devices_sharing_a_bucket(tmp_path):
+    store = HistoryStore(tmp_path / "h", buckets=2)
+    everything = write_flushes(store, devices=(3, 1, 5, 2))  # 1, 3, 5 share bucket 1
+    before = {(t, dev): store.read(t, dev, *ALL_DAY1) for t in SCHEMAS for dev in (1, 2, 3, 5)}
+    assert len(store.compact(DAY1)) == 4 * 2  # 4 tables with several flushes x 2 buckets
+    d = store.root / "waveforms" / f"day={DAY1}" / "bucket=1"
+    assert parquet_names(d) == ["00000000000000000001-00000000000000000040.parquet"]
+    assert row_group_devices(d / parquet_names(d)[0]) == [(1, 1), (3, 3), (5, 5)]
+    for (t, dev), table in before.items():
+        assert store.read(t, dev, *ALL_DAY1).equals(table), (t, dev)
+    assert before[("waveforms", 5)].equals(expected(everything, "waveforms", 5))
+
+
 def test_compact_respects_max_lsn(store):
     write_flushes(store)
     store.compact(DAY1, "numerics", max_lsn=25)
-    d = store.root / "numerics" / f"day={DAY1}" / "device=2"
+    d = store.root / "numerics" / f"day={DAY1}" / "bucket=2"
     assert parquet_names(d) == [
         "00000000000000000001-00000000000000000020.parquet",
         "00000000000000000021-00000000000000000030.parquet",
@@ -267,7 +393,7 @@ def test_compact_respects_max_lsn(store):
 
 def test_compaction_crash_after_the_merged_file_keeps_reads_exact(store):
     write_flushes(store)
-    d = store.root / "waveforms" / f"day={DAY1}" / "device=1"
+    d = store.root / "waveforms" / f"day={DAY1}" / "bucket=1"
     before = store.read_waveforms(1, *ALL_DAY1)
     inputs = [(int(n[:20]), int(n[21:41]), n) for n in parquet_names(d)]
     store._compact_write(d, "waveforms", inputs)  # crash here: old files not yet deleted
@@ -280,7 +406,7 @@ def test_compaction_crash_after_the_merged_file_keeps_reads_exact(store):
 
 def test_compaction_crash_before_the_rename_leaves_the_old_files(store):
     write_flushes(store)
-    d = store.root / "waveforms" / f"day={DAY1}" / "device=1"
+    d = store.root / "waveforms" / f"day={DAY1}" / "bucket=1"
     before = store.read_waveforms(1, *ALL_DAY1)
     stale = d / ".00000000000000000001-00000000000000000040.parquet.deadbeef.tmp"
     stale.write_bytes(b"half a parquet file")
@@ -288,7 +414,7 @@ def test_compaction_crash_before_the_rename_leaves_the_old_files(store):
     fresh.write_bytes(b"being written right now")
     old = time.time() - 7200
     os.utime(stale, (old, old))
-    rel = "waveforms_day=2023-11-14_device=1_00000000000000000001-00000000000000000040.parquet"
+    rel = "waveforms_day=2023-11-14_bucket=1_00000000000000000001-00000000000000000040.parquet"
     store._journal(store.root / "_journal" / f"00000000000000000001-00000000000000000040.{rel}.txt", [])
     assert store.read_waveforms(1, *ALL_DAY1).equals(before)
     store.compact(DAY1, "waveforms")
@@ -371,7 +497,7 @@ _frame = st.tuples(
 @given(frames=st.lists(_frame, min_size=1, max_size=25), seed=st.integers(0, 2**16))
 def test_random_batches_read_back_identical(tmp_path_factory, frames, seed):
     rng = np.random.default_rng(seed)
-    store = HistoryStore(tmp_path_factory.mktemp("h"), sync="none")
+    store = HistoryStore(tmp_path_factory.mktemp("h"), sync="none", buckets=2)  # 1, 3 share
     data = []
     for i, (dev, dt, ft, n, fs) in enumerate(frames):
         samples = rng.integers(-32768, 32768, n)
