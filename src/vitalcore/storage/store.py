@@ -144,7 +144,11 @@ class Store:
         n = 0
         for lsn, record in self.wal.replay(self._checkpoint_lsn):
             self.decoder.feed(record)
-            self._admit(self.decoder.take(), lsn)
+            batch = self.decoder.take()
+            with self._lock:  # rebuild the sequence state; keep every logged frame
+                self.streams.classify_batch(batch)
+                self._add_pending(lsn, batch)
+            self.buffers.append(batch)
             n += 1
         if n:
             log.info("replayed %d WAL record(s) after checkpoint LSN %d", n, self._checkpoint_lsn)
@@ -197,21 +201,27 @@ class Store:
             them acknowledged).
         """
         batch = self.decoder.take()
-        if batch.n_frames:
-            keep = self._classify(batch)
-            if not keep.all():
-                batch = batch.select(keep)
-        if self._unlogged is not None:  # a batch the WAL refused last time goes first
-            batch = DecodedBatch.concat([self._unlogged, batch])
-            self._unlogged = None
-        if batch.n_frames == 0:
-            return 0
-        try:
-            lsn = self.wal.append(batch.raw)
-        except BackPressureError:
-            self._unlogged = batch
-            raise
-        self._admit(batch, lsn, classified=True)
+        # Classification, the WAL append and the pending list change under one lock, so
+        # the sequence state a flush checkpoints covers exactly the frames it flushes
+        # (a frame in the state but not in the WAL would make its retransmission after
+        # a crash look like a duplicate and be lost).
+        with self._lock:
+            if batch.n_frames:
+                keep = self._classify(batch)
+                if not keep.all():
+                    batch = batch.select(keep)
+            if self._unlogged is not None:  # a batch the WAL refused last time goes first
+                batch = DecodedBatch.concat([self._unlogged, batch])
+                self._unlogged = None
+            if batch.n_frames == 0:
+                return 0
+            try:
+                lsn = self.wal.append(batch.raw)  # queues only: never waits for the disk
+            except BackPressureError:
+                self._unlogged = batch
+                raise
+            self._add_pending(lsn, batch)
+        self.buffers.append(batch)
         return lsn
 
     def ingest(self, data: Any, device_id: int = 0) -> int:
@@ -230,9 +240,8 @@ class Store:
             await self.wal.wait_durable_async(lsn)
 
     def _classify(self, batch: DecodedBatch) -> np.ndarray:
-        """Update sequence tracking; return the mask of frames that are not duplicates."""
-        with self._lock:
-            _, verdict, missing = self.streams.classify_batch(batch)
+        """Update sequence tracking (lock held); return the mask of non-duplicate frames."""
+        _, verdict, missing = self.streams.classify_batch(batch)
         c = self.counters
         c["duplicates"] += int(np.count_nonzero(verdict == Verdict.DUPLICATE))
         c["gaps"] += int(np.count_nonzero(verdict == Verdict.GAP))
@@ -241,18 +250,14 @@ class Store:
         c["restarts"] += int(np.count_nonzero(verdict == Verdict.RESTART))
         return verdict != Verdict.DUPLICATE
 
-    def _admit(self, batch: DecodedBatch, lsn: int, classified: bool = False) -> None:
-        if not classified:  # WAL replay: rebuild sequence state, keep every frame
-            with self._lock:
-                self.streams.classify_batch(batch)
-        self.buffers.append(batch)
-        with self._lock:
-            self._pending.append((lsn, batch))
-            self._pending_bytes += len(batch.raw)
-            self.counters["commits"] += 1
-            self.counters["frames"] += batch.n_frames
-            if self._pending_bytes > self.max_unflushed_bytes // 2:
-                self._wake.set()  # flush early, before feed() has to push back
+    def _add_pending(self, lsn: int, batch: DecodedBatch) -> None:
+        """Queue a logged batch for the next flush (lock held)."""
+        self._pending.append((lsn, batch))
+        self._pending_bytes += len(batch.raw)
+        self.counters["commits"] += 1
+        self.counters["frames"] += batch.n_frames
+        if self._pending_bytes > self.max_unflushed_bytes // 2:
+            self._wake.set()  # flush early, before feed() has to push back
 
     # -- flush ------------------------------------------------------------------------
     def flush(self) -> int:
@@ -263,17 +268,16 @@ class Store:
         """
         with self._flush_lock:
             with self._lock:
+                if self._unlogged is not None:  # its frames are in the sequence state but
+                    return self._checkpoint_lsn  # not in the WAL: checkpoint next time
                 pending = list(self._pending)
+                state = self.streams.state()  # exactly the frames up to pending[-1]
             if not pending:
                 return self._checkpoint_lsn
             first, last = pending[0][0], pending[-1][0]
             self.wal.wait_durable(last)  # never checkpoint past what the WAL holds
             batch = DecodedBatch.concat([b for _, b in pending])
             self.history.write(batch, first, last)
-            with self._lock:
-                # may be ahead of `last` (frames committed since): replaying those then
-                # finds them already seen, which is harmless because replay keeps them all
-                state = self.streams.state()
             self._write_checkpoint(last, state)
             self.history.checkpoint(last)
             self.wal.truncate_before(last + 1)
