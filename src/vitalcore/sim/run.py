@@ -6,8 +6,9 @@ directory) on 127.0.0.1, accounts created for the simulated ward (random secrets
 generated now, hashed into the data directory's ``accounts.json``; the plain ones in
 ``sim-devices.json``, mode 0600), and the ward's wearables connecting over MQTT with
 gmqtt. Every 5 s a status line; after ``--bp-after`` seconds a ward-wide "measure BP
-now" (one START_NIBP COMMAND per device through ``server.broker.publish``), whose
-results (NIBP numerics as stored, against each device's true pressure) are printed as
+now" (one START_NIBP COMMAND per device through
+:class:`~vitalcore.server.commands.CommandCenter`), whose results (NIBP numerics as
+stored, against each device's true pressure, or the device's refusal) are printed as
 they arrive. Ctrl-C or ``--duration`` ends it: devices drain and disconnect, the
 server acknowledges what is durable, the store flushes, a summary is printed.
 """
@@ -29,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import codec
 from .. import protocol as P
 from ..errors import UsageError
-from ..server import Accounts, Server, cmd_topic
+from ..server import Accounts, Server
 from ..server.auth import SCRYPT_LOG2_N
+from ..server.commands import CommandCenter, CommandResult, CommandStatus
 from .ward import Ward, provision_ward, save_credentials
 
 __all__ = ["main", "run_job", "RunSummary", "BpResult"]
@@ -43,6 +44,7 @@ log = logging.getLogger("vitalcore.sim")
 ACCOUNTS_FILE = "accounts.json"
 CREDENTIALS_FILE = "sim-devices.json"
 BP_COMMAND_ID = 1000  #: command id of the first ward-wide BP command (then +1 each)
+BP_TIMEOUT_S = 300.0  #: a measurement not finished by then is reported TIMEOUT
 
 
 @dataclass
@@ -87,24 +89,23 @@ def _now_us() -> int:
 class _BpRound:
     """A ward-wide START_NIBP and the watch for its results."""
 
-    def __init__(self, server: Server, ward: Ward, store, out: Callable[[str], None],
-                 command_id: int) -> None:
-        self.server, self.ward, self.store, self.out = server, ward, store, out
-        self.command_id = command_id
+    def __init__(self, center: CommandCenter, ward: Ward, store,
+                 out: Callable[[str], None]) -> None:
+        self.center, self.ward, self.store, self.out = center, ward, store, out
         self.results: dict[int, BpResult] = {}
+        self.commands: dict[int, CommandResult] = {}
         self.t_sent_us = 0
         self.t_sent = 0.0
 
     def send(self) -> None:
         self.t_sent_us, self.t_sent = _now_us(), time.monotonic()
-        assert self.server.broker is not None
         for w in self.ward.wearables:
-            dev = w.device_id
-            frame = codec.encode_command(dev, self.command_id - BP_COMMAND_ID, self.t_sent_us,
-                                         self.command_id, P.CommandKind.START_NIBP)
-            self.server.broker.publish(cmd_topic(dev), frame, qos=1)
-            self.results[dev] = BpResult(dev, w.nibp_sys, w.nibp_dia)
-        self.out(f"measure BP now: START_NIBP (command {self.command_id}) sent to "
+            self.results[w.device_id] = BpResult(w.device_id, w.nibp_sys, w.nibp_dia)
+        rnd = self.center.start(list(self.results), P.CommandKind.START_NIBP,
+                                timeout_s=BP_TIMEOUT_S)
+        self.commands = {r.device_id: r for r in rnd.results}
+        ids = [r.command_id for r in rnd.results]
+        self.out(f"measure BP now: START_NIBP (commands {min(ids)}..{max(ids)}) sent to "
                  f"{len(self.results)} devices")
 
     @property
@@ -128,21 +129,20 @@ class _BpRound:
                          f"true {r.true_sys:.0f}/{r.true_dia:.0f}; error {r.sys - r.true_sys:+.1f}/"
                          f"{r.dia - r.true_dia:+.1f} mmHg; {r.seconds:.1f} s after the command")
                 continue
-            failed = self._failed_ack(dev)
+            failed = self._refused(dev)
             if failed or give_up:
                 r.failed = failed or "no result before shutdown"
                 self.out(f"  BP {dev:016x}: no measurement ({r.failed})")
 
-    def _failed_ack(self, dev: int) -> str:
-        w = self.ward.wearable(dev)
-        for cid, res in w.nibp_results:  # what the device computed: look in the store only then
-            if cid == self.command_id and not res.ok:
-                acks = self.store.read("acks", dev, self.t_sent_us - 1_000_000,
-                                       _now_us() + 1_000_000).to_pydict()
-                for c, st in zip(acks["command_id"], acks["status"], strict=True):
-                    if c == self.command_id and st == P.AckStatus.FAILED:
-                        return f"device reported FAILED: {res.reason}"
-        return ""
+    def _refused(self, dev: int) -> str:
+        """Why the command ended without a measurement ("" while none is known)."""
+        c = self.commands[dev]
+        if not c.done or c.status is CommandStatus.COMPLETED:
+            return ""
+        why = f"command {c.status.value}"
+        if c.status is CommandStatus.FAILED:
+            why += f", device reason code {c.detail}"
+        return why + (f" ({c.note})" if c.note else "")
 
 
 def _status_line(server: Server, store, ward: Ward, prev: dict, latencies: list[float]) -> str:
@@ -231,6 +231,7 @@ async def run_job(devices: int = 12, data_dir: str | None = None, *,
     t_start = time.monotonic()
     store = Store(root / "store")
     bp: _BpRound | None = None
+    center: CommandCenter | None = None
     latencies_all: list[float] = []
     try:
         server = await _start_server(store, accounts, port, out)
@@ -263,7 +264,10 @@ async def run_job(devices: int = 12, data_dir: str | None = None, *,
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)
                 if bp is None and 0 <= bp_after_s <= time.monotonic() - t_start:
-                    bp = _BpRound(server, ward, store, out, BP_COMMAND_ID)
+                    assert server.broker is not None
+                    center = CommandCenter(server.broker, store, default_timeout_s=BP_TIMEOUT_S,
+                                           first_command_id=BP_COMMAND_ID)
+                    bp = _BpRound(center, ward, store, out)
                     bp.send()
                 if bp is not None:
                     bp.poll()
@@ -280,6 +284,8 @@ async def run_job(devices: int = 12, data_dir: str | None = None, *,
             await ward.stop()
             if bp is not None:
                 bp.poll(give_up=True)
+            if center is not None:
+                center.close()
             latencies_all.extend(ward.take_latencies())
             summary.server = server.stats()
             await server.stop()

@@ -25,7 +25,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -105,8 +105,9 @@ class Store:
         self._unlogged: DecodedBatch | None = None  # classified, refused by a full WAL queue
         self.counters = dict.fromkeys(
             ("commits", "frames", "duplicates", "gaps", "missing", "late", "restarts",
-             "flushes", "flushed_frames", "flush_errors"), 0
+             "flushes", "flushed_frames", "flush_errors", "listener_errors"), 0
         )
+        self._commit_listeners: list[Callable[[DecodedBatch], None]] = []
         self._wake = threading.Event()  # set when pending data passes half its bound
         self._checkpoint_lsn = self._recover_checkpoint()
         self.wal = WriteAheadLog(self.root / "wal", sync=sync, group_commit_ms=group_commit_ms)
@@ -222,7 +223,38 @@ class Store:
                 raise
             self._add_pending(lsn, batch)
         self.buffers.append(batch)
+        for listener in tuple(self._commit_listeners):
+            self._notify(listener, batch)
         return lsn
+
+    def add_commit_listener(self, callback: Callable[[DecodedBatch], None]) -> None:
+        """Call ``callback(batch)`` with each batch :meth:`commit` logs (duplicates removed).
+
+        It runs on the thread that called ``commit()`` (the event loop, for the MQTT
+        server), after the WAL append is queued and before ``commit()`` returns, so it
+        sees committed frames that may not be durable yet. It must be quick and must not
+        call ``feed()``/``commit()``. An exception it raises is logged and counted
+        (``listener_errors`` in :meth:`stats`), never passed on: a listener cannot break
+        ingest. Adding the same callback twice calls it twice.
+        """
+        self._commit_listeners.append(callback)
+
+    def remove_commit_listener(self, callback: Callable[[DecodedBatch], None]) -> None:
+        """Stop calling ``callback`` (UsageError if it was not added)."""
+        try:
+            self._commit_listeners.remove(callback)
+        except ValueError:
+            raise UsageError(f"{callback!r} is not a commit listener of this store") from None
+
+    def _notify(self, listener: Callable[[DecodedBatch], None], batch: DecodedBatch) -> None:
+        try:
+            listener(batch)
+        except Exception:
+            with self._lock:
+                self.counters["listener_errors"] += 1
+                n = self.counters["listener_errors"]
+            if n & (n - 1) == 0:  # 1st, 2nd, 4th, 8th...: visible, never a flood
+                log.exception("commit listener %r failed (%d failure(s) so far)", listener, n)
 
     def ingest(self, data: Any, device_id: int = 0) -> int:
         """:meth:`feed` then :meth:`commit`: returns the LSN (0 if nothing was new)."""
