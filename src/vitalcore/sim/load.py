@@ -32,7 +32,7 @@ import resource
 import struct
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -70,6 +70,7 @@ class LoadReport:
     msgs_per_s: float = 0.0  #: acknowledged messages per second of the run
     latency_p50_ms: float = float("nan")
     latency_p99_ms: float = float("nan")
+    latency_max_ms: float = float("nan")
     generator_cpu_s: float = 0.0
 
     def line(self) -> str:
@@ -183,7 +184,8 @@ class _Device(asyncio.Protocol):
 
 async def run_load(n: int, host: str, port: int, credentials: Mapping[int, str],
                    duration_s: float, *, window: int = 64, connect_concurrency: int = 16,
-                   connect_retries: int = 20) -> LoadReport:
+                   connect_retries: int = 20,
+                   on_phase: Callable[[str], None] | None = None) -> LoadReport:
     """Connect ``n`` devices and offer 4 messages/s each for ``duration_s`` seconds.
 
     ``credentials`` maps device id -> secret (the first ``n`` ids are used). Returns
@@ -193,6 +195,10 @@ async def run_load(n: int, host: str, port: int, credentials: Mapping[int, str],
     (docs/server.md, "Authentication": burst 20, each password check in progress holds
     a token) refuses CONNECTs beyond ~20 concurrent checks with 0x9F/0x89: connects run
     ``connect_concurrency`` at a time and a refused one is retried after a pause.
+
+    ``on_phase`` (optional) is called with ``"start"`` once every device is connected,
+    just before the first tick, and with ``"end"`` once the acknowledgements drained
+    (benchmarks sample the server's CPU there).
     """
     ids = sorted(credentials)[:n]
     if len(ids) < n or n < 1 or duration_s <= 0:
@@ -225,6 +231,8 @@ async def run_load(n: int, host: str, port: int, credentials: Mapping[int, str],
     rep.connected = len(devices)
     if not devices:
         return rep
+    if on_phase is not None:
+        on_phase("start")
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0_us = time.time_ns() // 1000
     t0_us -= t0_us % TICK_US
@@ -248,6 +256,8 @@ async def run_load(n: int, host: str, port: int, credentials: Mapping[int, str],
     while any(d.sent for d in devices) and loop.time() < deadline:
         await asyncio.sleep(0.05)
     rep.seconds = loop.time() - start
+    if on_phase is not None:
+        on_phase("end")
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     rep.generator_cpu_s = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     lat = np.concatenate([np.asarray(d.latencies) for d in devices]) * 1e3
@@ -255,6 +265,7 @@ async def run_load(n: int, host: str, port: int, credentials: Mapping[int, str],
     rep.msgs_per_s = rep.messages_acked / rep.seconds
     if lat.size:
         rep.latency_p50_ms, rep.latency_p99_ms = (float(v) for v in np.percentile(lat, [50, 99]))
+        rep.latency_max_ms = float(lat.max())
     for d in devices:
         if d.transport is not None:
             d.transport.write(b"\xe0\x00")  # DISCONNECT, normal
