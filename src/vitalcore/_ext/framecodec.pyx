@@ -128,6 +128,13 @@ def crc32c_hardware():
     return bool(vc_crc32c_hw_available())
 
 
+cdef object _grown(object arr, Py_ssize_t used, Py_ssize_t extra, Py_ssize_t minimum):
+    """A larger array of arr's dtype holding its first ``used`` items (capacity doubles)."""
+    new = np.empty(max(2 * arr.shape[0], used + extra, minimum), arr.dtype)
+    new[:used] = arr[:used]
+    return new
+
+
 cdef inline char *_push(RowBuf *b) except NULL:
     cdef size_t cap
     cdef char *data
@@ -205,24 +212,16 @@ cdef class FrameDecoder:
     cdef int _reserve_samples(self, Py_ssize_t extra) except -1:
         cdef int16_t[::1] view
         if self._n_samples + extra > self._cap_samples:
-            cap = max(2 * self._cap_samples, self._n_samples + extra, 65536)
-            new = np.empty(cap, np.int16)
-            new[: self._n_samples] = self._samples[: self._n_samples]
-            self._samples = new
-            self._cap_samples = cap
-            view = new
+            self._samples = view = _grown(self._samples, self._n_samples, extra, 65536)
+            self._cap_samples = view.shape[0]
             self._samples_ptr = &view[0]
         return 0
 
     cdef int _reserve_raw(self, Py_ssize_t extra) except -1:
         cdef uint8_t[::1] view
         if self._n_raw + extra > self._cap_raw:
-            cap = max(2 * self._cap_raw, self._n_raw + extra, 262144)
-            new = np.empty(cap, np.uint8)
-            new[: self._n_raw] = self._raw[: self._n_raw]
-            self._raw = new
-            self._cap_raw = cap
-            view = new
+            self._raw = view = _grown(self._raw, self._n_raw, extra, 262144)
+            self._cap_raw = view.shape[0]
             self._raw_ptr = &view[0]
         return 0
 
