@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 
 from ..errors import UsageError
-from .ward import WardCounters, load_credentials, run_ward
+from .ward import WardCounters, load_credentials, run_ward, setup_logging
 
 __all__ = ["main"]
 
@@ -42,10 +41,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m vitalcore simulate``; returns the exit status."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.log_level.upper() != "DEBUG":
-        logging.getLogger("gmqtt").setLevel(logging.ERROR)
+    setup_logging(args.log_level)
     try:
         creds = load_credentials(args.accounts)
         n = len(creds) if args.devices is None else args.devices

@@ -35,7 +35,7 @@ from ..errors import UsageError
 from ..server import Accounts, Server
 from ..server.auth import SCRYPT_LOG2_N
 from ..server.commands import CommandCenter, CommandResult, CommandStatus
-from .ward import Ward, provision_ward, save_credentials
+from .ward import Ward, provision_ward, save_credentials, setup_logging
 
 __all__ = ["main", "run_job", "RunSummary", "BpResult"]
 
@@ -353,10 +353,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m vitalcore run``; returns the exit status."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.log_level.upper() != "DEBUG":  # gmqtt logs every refused reconnect as WARNING
-        logging.getLogger("gmqtt").setLevel(logging.ERROR)
+    setup_logging(args.log_level)
 
     async def job() -> RunSummary:
         stop = asyncio.Event()

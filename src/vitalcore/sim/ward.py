@@ -62,6 +62,14 @@ LEAD_WIRE_LIMIT_S = 4380 * 3600  #: lead wire replacement limit of the service c
 ECG_FS = 250
 
 
+def setup_logging(level: str) -> None:
+    """Log to stderr at ``level``; gmqtt only from DEBUG on (it logs every refused
+    reconnect as a warning)."""
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level.upper() != "DEBUG":
+        logging.getLogger("gmqtt").setLevel(logging.ERROR)
+
+
 def provision_ward(n: int, accounts: Accounts, first_device: int = FIRST_DEVICE) -> dict[int, str]:
     """Add ``n`` devices with fresh random secrets to ``accounts``; return id -> secret."""
     if not 1 <= n <= 100_000:
