@@ -32,7 +32,8 @@ class IngestSink(Protocol):
         """:meth:`feed` for a JSON document."""
 
     def commit(self) -> int:
-        """Log everything fed so far; the LSN of that commit, 0 if nothing new."""
+        """Log everything fed so far; return an LSN whose durability implies that of
+        every frame fed before the call (0 if nothing was ever logged)."""
 
     async def durable(self, lsn: int) -> None:
         """Return once commit ``lsn`` is durable (StorageError if it cannot be)."""
@@ -47,10 +48,10 @@ class CommitBatcher:
     commit, in the order added. If the commit or the wait fails,
     ``on_failed(entries, exc)`` runs instead: nothing of it may be acknowledged.
 
-    A commit that adds nothing new (every frame a duplicate or rejected) still waits
-    for the last LSN this batcher committed: a duplicate may be the retransmission of a
-    frame whose own commit is not durable yet, and its acknowledgement must not
-    overtake it.
+    A commit that adds nothing new (every frame a duplicate or rejected, or already
+    committed by another transport sharing the store) gets the last LSN logged from the
+    sink and waits for it: a duplicate may be the retransmission of a frame whose own
+    commit is not durable yet, and its acknowledgement must not overtake it.
     """
 
     def __init__(self, sink: IngestSink, loop: asyncio.AbstractEventLoop,
@@ -62,7 +63,6 @@ class CommitBatcher:
         self.on_failed = on_failed
         self._entries: list = []
         self._scheduled: asyncio.Handle | None = None
-        self._last_lsn = 0
         self._durable_lsn = 0
         self._tasks: set[asyncio.Task] = set()
         self.commits = 0
@@ -90,11 +90,7 @@ class CommitBatcher:
             self.on_failed(entries, exc)
             return
         self.commits += 1
-        if lsn:
-            self._last_lsn = lsn
-        else:
-            lsn = self._last_lsn
-        if lsn <= self._durable_lsn:
+        if lsn <= self._durable_lsn:  # also 0: nothing was ever logged
             self.on_durable(entries)
             return
         task = self.loop.create_task(self._wait(lsn, entries))

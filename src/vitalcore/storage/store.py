@@ -188,8 +188,11 @@ class Store:
     def commit(self) -> int:
         """Log everything fed since the last commit as one WAL record.
 
-        Duplicates are dropped first (counted). Returns the record's LSN (0 if nothing
-        new was fed): once it is durable, so is every frame fed before this call.
+        Duplicates are dropped first (counted). Returns an LSN such that once it is
+        durable, so is every frame fed before this call, by whichever caller committed
+        it: the new record's LSN, or, if nothing new was fed (all duplicates, or another
+        transport sharing this store committed it), the last LSN logged (0 if none ever
+        was). Transports acknowledge after waiting for exactly this LSN.
 
         Raises
         ------
@@ -215,7 +218,7 @@ class Store:
                 batch = DecodedBatch.concat([self._unlogged, batch])
                 self._unlogged = None
             if batch.n_frames == 0:
-                return 0
+                return self.wal.last_lsn
             try:
                 lsn = self.wal.append(batch.raw)  # queues only: never waits for the disk
             except BackPressureError:
@@ -257,7 +260,7 @@ class Store:
                 log.exception("commit listener %r failed (%d failure(s) so far)", listener, n)
 
     def ingest(self, data: Any, device_id: int = 0) -> int:
-        """:meth:`feed` then :meth:`commit`: returns the LSN (0 if nothing was new)."""
+        """:meth:`feed` then :meth:`commit`: returns the LSN to wait for (see commit)."""
         self.feed(data, device_id)
         return self.commit()
 
