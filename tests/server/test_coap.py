@@ -212,3 +212,51 @@ def test_mixed_message_stores_own_frames_only(tmp_path):
         assert ep.stats()["partly_rejected"] == 1
 
     run(with_endpoint(tmp_path, body))
+
+
+def test_serve_command_runs_mqtt_and_coap_on_one_store(tmp_path):
+    """`python -m vitalcore serve --coap-port`: a CoAP uplink is confirmed only when durable
+    and is in the store the server leaves behind after SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from vitalcore.storage import Store
+
+    accounts().save(str(tmp_path / "accounts.json"))
+    mqtt_port, coap_port = free_tcp_port(), free_udp_port()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vitalcore", "serve", "--accounts", str(tmp_path / "accounts.json"),
+         "--data", str(tmp_path / "data"), "--port", str(mqtt_port), "--coap-port", str(coap_port)],
+        env=env, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while "CoAP endpoint listening" not in proc.stderr.readline():
+            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+
+        async def post() -> aiocoap.Message:
+            ctx = await aiocoap.Context.create_client_context()
+            try:
+                uri = f"coap://127.0.0.1:{coap_port}/vc/v1/up?d={DEV_NAME}&k={SECRET}"
+                return await asyncio.wait_for(
+                    ctx.request(Message(code=Code.POST, uri=uri, payload=numerics(7))).response, 20
+                )
+            finally:
+                await ctx.shutdown()
+
+        assert asyncio.run(post()).code == Code.CHANGED
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    with Store(tmp_path / "data", flush_interval_s=0) as store:
+        assert store.read_numerics(DEV, 0, 2**62).num_rows >= 1
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
     ap.add_argument("--port", type=int, default=1883, help="plain MQTT port, 0 = none")
     ap.add_argument("--tls-port", type=int, default=None, help="MQTT over TLS port")
+    ap.add_argument("--coap-port", type=int, default=None,
+                    help="CoAP (UDP) port for low-power devices (default: none; see docs/server.md)")
     ap.add_argument("--cert", help="TLS certificate chain (PEM)")
     ap.add_argument("--key", help="TLS private key (PEM)")
     ap.add_argument("--accounts", required=True, help="accounts file (JSON, mode 0600)")
@@ -93,10 +95,19 @@ async def _serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    coap = None
+    if args.coap_port is not None:
+        from .coap import CoapEndpoint
+
+        coap = CoapEndpoint(store, accounts, args.host, args.coap_port)
     try:
         await server.start()
+        if coap is not None:
+            await coap.start()
         await stop.wait()
     finally:
+        if coap is not None:
+            await coap.stop()
         await server.stop()
         store.close()
 
