@@ -43,6 +43,7 @@ from vitalcore.dsp import (  # noqa: E402
     estimate_spo2,
     flutter_episodes,
     score_beats,
+    score_vf_windows,
     simulate_cuff_deflation,
     simulate_ppg,
 )
@@ -175,14 +176,7 @@ def bench_qrs(records: list[str], use_xqrs: bool, per_record: bool) -> None:
 def _vf_windows(x: np.ndarray, fs: float, vfl: np.ndarray) -> tuple[int, int, int, int, int]:
     """VF windows vs annotation: (tp, fn, fp, tn, episodes) over windows wholly in/out."""
     v = detect_vf(x, fs)
-    end = v.start_index + 2 * int(round(fs))
-    inside = np.zeros(v.vf.size, dtype=bool)
-    touch = np.zeros(v.vf.size, dtype=bool)
-    for a, b in vfl:
-        inside |= (v.start_index >= a) & (end <= b)
-        touch |= (end > a) & (v.start_index < b)
-    return (int(np.sum(v.vf & inside)), int(np.sum(~v.vf & inside)),
-            int(np.sum(v.vf & ~touch)), int(np.sum(~v.vf & ~touch)), len(v.episodes))
+    return (*score_vf_windows(v.start_index, v.vf, fs, 2.0, vfl), len(v.episodes))
 
 
 def _print_vf(rows: list[tuple]) -> None:

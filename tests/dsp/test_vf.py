@@ -14,6 +14,7 @@ from vitalcore.dsp import (
     detect_vf,
     flutter_episodes,
     score_beats,
+    score_vf_windows,
     simulate_ecg,
     vf_episodes,
 )
@@ -130,14 +131,7 @@ def test_mitbih_vf_and_strict_beats(data_dir):
         ref = [s for s, y in zip(ann.sample, ann.symbol, strict=True) if y in BEAT_SYMBOLS]
         vfl = flutter_episodes(ann.sample, ann.symbol)
         v = detect_vf(x, fs)
-        end = v.start_index + 2 * int(round(fs))
-        inside = np.zeros(v.vf.size, dtype=bool)
-        touch = np.zeros(v.vf.size, dtype=bool)
-        for a, b in vfl:
-            inside |= (v.start_index >= a) & (end <= b)
-            touch |= (end > a) & (v.start_index < b)
-        win += [np.sum(v.vf & inside), np.sum(~v.vf & inside), np.sum(v.vf & ~touch),
-                np.sum(~v.vf & ~touch)]
+        win += score_vf_windows(v.start_index, v.vf, fs, 2.0, vfl)
         if vfl.size == 0:  # no false VF episode (it would mute real beats)
             assert v.episodes.size == 0, (hea.stem, v.episodes)
         s0 = score_beats(ref, detect_qrs(x, fs, suppress_vf=False), fs)
@@ -151,3 +145,11 @@ def test_mitbih_vf_and_strict_beats(data_dir):
     assert before.ppv < 0.99                          # flutter waves counted as beats...
     assert after.se >= 0.995 and after.ppv >= 0.995, after   # ...muted: strict target met
     assert after_ex.ppv >= 0.995, after_ex
+
+
+def test_score_vf_windows_counts_inside_outside_and_skips_edges():
+    start = np.array([0, 100, 200, 300, 400])  # 2 s windows at fs 100 -> 200 samples long
+    vf = np.array([False, True, True, False, True])
+    # episode [100, 400): windows at 100 and 200 lie inside; 0 and 300 straddle an edge
+    assert score_vf_windows(start, vf, 100.0, 2.0, [[100, 400]]) == (2, 0, 1, 0)
+    assert score_vf_windows(start, vf, 100.0, 2.0, np.empty((0, 2))) == (0, 0, 3, 2)

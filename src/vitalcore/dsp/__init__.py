@@ -21,7 +21,13 @@ from vitalcore.dsp.quality import (
     ecg_quality,
 )
 from vitalcore.dsp.rate import HeartRate, heart_rate
-from vitalcore.dsp.scoring import BEAT_SYMBOLS, BeatScore, flutter_episodes, score_beats
+from vitalcore.dsp.scoring import (
+    BEAT_SYMBOLS,
+    BeatScore,
+    flutter_episodes,
+    score_beats,
+    score_vf_windows,
+)
 from vitalcore.dsp.simulate import (
     simulate_cuff_deflation,
     simulate_ecg,
@@ -59,6 +65,7 @@ __all__ = [
     "flutter_episodes",
     "heart_rate",
     "score_beats",
+    "score_vf_windows",
     "simulate_cuff_deflation",
     "simulate_ecg",
     "simulate_ppg",

@@ -13,7 +13,7 @@ import numpy as np
 
 from vitalcore.errors import UsageError
 
-__all__ = ["BeatScore", "score_beats", "flutter_episodes", "BEAT_SYMBOLS"]
+__all__ = ["BeatScore", "score_beats", "score_vf_windows", "flutter_episodes", "BEAT_SYMBOLS"]
 
 BEAT_SYMBOLS = frozenset("NLRBAaJSVrFejnE/fQ?")
 """MIT-BIH annotation symbols that denote a beat (all others are rhythm/noise marks)."""
@@ -138,3 +138,41 @@ def score_beats(ref: object, det: object, fs: float, window_s: float = 0.15,
         else:
             i += 1
     return BeatScore(tp=tp, fn=nr - tp, fp=nd - tp)
+
+
+def score_vf_windows(start_index: object, vf: object, fs: float, window_s: float,
+                     episodes: object) -> tuple[int, int, int, int]:
+    """Score per-window VF flags against annotated VF/VFL episodes.
+
+    Parameters
+    ----------
+    start_index : array of int
+        First sample of each window (e.g. ``VFResult.start_index``).
+    vf : array of bool
+        The detector's flag per window.
+    fs : float
+        Sampling rate in Hz.
+    window_s : float
+        Window length in s (2 s for :func:`vitalcore.dsp.detect_vf`).
+    episodes : (n, 2) array of int
+        Annotated episodes as [start, end) samples (e.g. from :func:`flutter_episodes`).
+
+    Returns
+    -------
+    (tp, fn, fp, tn) : tuple of int
+        Windows wholly inside an episode count for sensitivity (tp, fn), windows that
+        touch no episode for specificity (fp, tn); windows straddling an edge are not
+        scored.
+    """
+    start = np.asarray(start_index, dtype=np.int64)
+    flag = np.asarray(vf, dtype=bool)
+    if start.shape != flag.shape:
+        raise UsageError("start_index and vf must have the same shape")
+    end = start + int(round(window_s * fs))
+    inside = np.zeros(flag.size, dtype=bool)
+    touch = np.zeros(flag.size, dtype=bool)
+    for a, b in np.asarray(episodes, dtype=np.int64).reshape(-1, 2):
+        inside |= (start >= a) & (end <= b)
+        touch |= (end > a) & (start < b)
+    return (int(np.sum(flag & inside)), int(np.sum(~flag & inside)),
+            int(np.sum(flag & ~touch)), int(np.sum(~flag & ~touch)))
