@@ -17,6 +17,11 @@ python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(
 if [ "$mode" = test ]; then  # real peers the tests start: an MQTT broker and its clients
     command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need="$need mosquitto"
     command -v mosquitto_pub >/dev/null 2>&1 || need="$need mosquitto-clients"
+    # PostgreSQL server binaries (the tests start their own cluster in a tmp dir)
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$need postgresql"
+    # Pango for weasyprint's PDF reports; pdftotext/pdftoppm to read them back
+    ldconfig -p 2>/dev/null | grep -q libpangoft2-1.0 || need="$need libpango-1.0-0 libpangoft2-1.0-0"
+    command -v pdftotext >/dev/null 2>&1 || need="$need poppler-utils"
 fi
 if [ -n "$need" ]; then
     if command -v apt-get >/dev/null 2>&1; then

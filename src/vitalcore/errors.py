@@ -22,6 +22,10 @@ __all__ = [
     "StorageError",
     "BackPressureError",
     "InternalError",
+    "ConfigError",
+    "AlarmError",
+    "PluginError",
+    "AccessDenied",
 ]
 
 
@@ -64,3 +68,36 @@ class BackPressureError(StorageError):
 
 class InternalError(VitalcoreError):
     """A broken invariant inside vitalcore (a bug: please report it)."""
+
+
+class ConfigError(UsageError):
+    """A configuration is impossible (e.g. an alarm limit with low > high, or NaN)."""
+
+
+class AlarmError(VitalcoreError):
+    """The alarm engine cannot do what was asked (unknown alarm id, engine closed)."""
+
+
+class PluginError(AlarmError):
+    """An alarm plugin could not be loaded, or returned something that is not a finding."""
+
+
+class AccessDenied(VitalcoreError):
+    """A user may not do this, to this resource, at this time (the denial is audited).
+
+    Attributes
+    ----------
+    user : str
+        The user name as given (may name no existing user).
+    permission : str
+        The permission that was required.
+    resource : str
+        The resource, as ``"<kind>:<id>"``.
+    """
+
+    def __init__(self, user: str, permission: str, resource: str, reason: str = "") -> None:
+        self.user = user
+        self.permission = permission
+        self.resource = resource
+        msg = f"{user!r} may not {permission} on {resource}"
+        super().__init__(f"{msg}: {reason}" if reason else msg)

@@ -34,6 +34,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from ..errors import UsageError
 from ..mqtt.topics import split_shared, topic_filter_error, topic_matches, topic_name_error
@@ -47,6 +48,7 @@ __all__ = [
     "hash_secret",
     "verify_secret",
     "Principal",
+    "DeviceScope",
     "Accounts",
     "LoginLimiter",
     "may_publish",
@@ -120,6 +122,20 @@ def verify_secret(secret: str | bytes, encoded: str) -> bool:
     return hmac.compare_digest(_scrypt(secret, salt, log2_n, r, p), key)
 
 
+class DeviceScope(Protocol):
+    """A user's device scope that changes over time (e.g. the devices of their wards now).
+
+    Implemented outside the server (:class:`vitalcore.clinical.ClinicalScope`); asked at
+    SUBSCRIBE and PUBLISH time, so it must answer quickly and never raise.
+    """
+
+    def may_read(self, device_id: int) -> bool:
+        """Whether the user may receive ``device_id``'s data now."""
+
+    def may_command(self, device_id: int) -> bool:
+        """Whether the user may send ``device_id`` commands now."""
+
+
 @dataclass(frozen=True, eq=False)
 class Principal:
     """An authenticated identity: what a connection may do follows from it.
@@ -136,6 +152,10 @@ class Principal:
         Devices in a user's scope (empty for devices and admins).
     grants : tuple of str
         Topic filters a user may subscribe to (beyond its devices' subtrees).
+    scope : DeviceScope or None
+        A user's dynamic device scope, consulted besides ``devices`` and ``grants``:
+        ``vc/v1/dev/<id>/...`` filters of a device it may read, ``cmd`` topics of a
+        device it may command.
     """
 
     name: str
@@ -143,6 +163,7 @@ class Principal:
     role: str = "device"
     devices: frozenset[int] = field(default_factory=frozenset)
     grants: tuple[str, ...] = ()
+    scope: DeviceScope | None = None
 
     @property
     def is_device(self) -> bool:
@@ -167,11 +188,15 @@ def may_publish(principal: Principal, topic: str) -> bool:
     if principal.is_device:
         up = uplink_kind(topic)
         return up is not None and up[0] == principal.device_id
-    if principal.role not in ("operator", "admin") or not topic.startswith(PREFIX):
+    if not topic.startswith(PREFIX):
         return False
     name, _, tail = topic[len(PREFIX):].partition("/")
     device = parse_device_name(name)
     if tail != "cmd" or device is None:
+        return False
+    if principal.scope is not None and principal.scope.may_command(device):
+        return True
+    if principal.role not in ("operator", "admin"):
         return False
     if principal.role == "admin" or device in principal.devices:
         return True
@@ -186,7 +211,13 @@ def may_subscribe(principal: Principal, flt: str) -> bool:
     if principal.is_device:
         return flt == cmd_topic(principal.device_id)
     _, inner = split_shared(flt)
-    return any(filter_covers(g, inner) for g in principal.subscribe_grants())
+    if any(filter_covers(g, inner) for g in principal.subscribe_grants()):
+        return True
+    if principal.scope is None or not inner.startswith(PREFIX):
+        return False
+    device = parse_device_name(inner[len(PREFIX):].partition("/")[0])
+    return (device is not None and filter_covers(f"{PREFIX}{device_name(device)}/#", inner)
+            and principal.scope.may_read(device))
 
 
 @dataclass
@@ -258,8 +289,13 @@ class Accounts:
 
     def principal(self, name: str) -> Principal | None:
         """The principal of account ``name`` (no password check), or None."""
-        acc = self._accounts.get(name)
+        acc = self._lookup(name)
         return None if acc is None else acc.principal
+
+    def _lookup(self, name: str) -> _Account | None:
+        """The account called ``name``: the extension point of accounts kept elsewhere
+        (:class:`vitalcore.clinical.ClinicalAccounts` reads a database)."""
+        return self._accounts.get(name)
 
     @staticmethod
     def _user_principal(name: str, role: str, devices: Iterable[int],
@@ -308,12 +344,13 @@ class Accounts:
         principal = self.cached(username, password)
         if principal is not None:
             return principal
-        acc = self._accounts.get(username)
+        acc = self._lookup(username)
         if acc is None:
             verify_secret(password, _DUMMY_HASH[self.log2_n])
             return None
         ok = verify_secret(password, acc.hash)
-        if not ok or acc.disabled or self._accounts.get(username) is not acc:
+        now = self._lookup(username)  # changed or removed during the check?
+        if not ok or acc.disabled or now is None or now.disabled or now.hash != acc.hash:
             return None
         if self.cache_ttl_s:
             if len(self._cache) >= 100_000:
