@@ -38,8 +38,10 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
@@ -210,6 +212,20 @@ _MIN_GROUP_ROWS = {"waveforms": 4096}
 _MIN_GROUP_ROWS_OTHER = 8192
 
 
+def _lex_sorted(keys: Sequence[np.ndarray]) -> bool:
+    """Whether rows are sorted by ``keys`` (primary first), ascending, ties allowed."""
+    undecided = None  # pairs (i, i + 1) equal in every key so far
+    for k in keys:
+        a, b = k[:-1], k[1:]
+        wrong = a > b if undecided is None else (a > b) & undecided
+        if wrong.any():
+            return False
+        undecided = a == b if undecided is None else undecided & (a == b)
+        if not undecided.any():
+            return True
+    return True
+
+
 def _write_parquet(t: pa.Table, where: Path, table: str, level: int) -> None:
     """Write ``t`` (sorted by device_id) to ``where``, in row groups split at devices."""
     import pyarrow.parquet as pq
@@ -314,6 +330,28 @@ def samples_of(t: pa.Table, t0_us: int, t1_us: int) -> tuple[np.ndarray, np.ndar
     n = t.column("n_samples").to_numpy().astype(np.int64)
     starts = np.zeros(len(n), np.int64)
     np.cumsum(n[:-1], out=starts[1:])
+    fs_hz = t.column("fs_hz").to_numpy()
+    gain_col, offset_col = t.column("gain").to_numpy(), t.column("offset").to_numpy()
+    fs0, gain0, offset0 = fs_hz[0], gain_col[0], offset_col[0]
+    if (
+        1_000_000 % int(fs0) == 0
+        and (fs_hz == fs0).all()
+        and (gain_col == gain0).all()
+        and (offset_col == offset0).all()
+    ):
+        # The usual stream: one fs dividing 1 s in whole µs, one scale. Sample j of
+        # frame f is at ts_f + (j - start_f) * step exactly, so the per-sample frame
+        # index and float arithmetic of the general path are not needed (same results).
+        step = 1_000_000 // int(fs0)
+        ts = np.repeat(t.column("ts_us").to_numpy() - starts * step, n)
+        ts += np.arange(len(raw), dtype=np.int64) * step
+        values = raw.astype(np.float32)
+        values *= gain0
+        values += offset0
+        if len(ts) and t0_us <= ts.min() and ts.max() < t1_us:
+            return ts, values
+        keep = (ts >= t0_us) & (ts < t1_us)
+        return ts[keep], values[keep]
     frame = np.repeat(np.arange(len(n)), n)
     k = np.arange(len(raw)) - starts[frame]
     fs = t.column("fs_hz").to_numpy().astype(np.float64)
@@ -428,6 +466,14 @@ class HistoryStore:
         ``d % buckets``, so a flush writes at most ``buckets`` files per table and day.
         Recorded in ``root/layout.json`` when the store is created; reopening it with
         another value raises :class:`UsageError`.
+    footer_cache_bytes : int
+        Bound on the Parquet footers (metadata and row-group statistics) reads keep
+        parsed in memory, counted in serialized footer bytes; least recently used out
+        first, 0 disables the cache. Parsed, a footer takes ~15-20x its serialized
+        size (measured: a full-day ECG file of 19 devices, 418 row groups, 295 KB
+        serialized, held 5.2 MB after a scan), so the default 4 MiB holds ~14 such
+        files or ~450 numerics day files in ~70-80 MB. A cached footer is reused only
+        while the file's inode, size and mtime are unchanged.
     """
 
     def __init__(
@@ -439,6 +485,7 @@ class HistoryStore:
         sync: str = "fsync",
         io_threads: int = 16,
         buckets: int = 16,
+        footer_cache_bytes: int = 4 << 20,
     ) -> None:
         if not 1 <= compression_level <= 22:
             raise UsageError(f"compression_level must be in 1..22, got {compression_level}")
@@ -452,6 +499,17 @@ class HistoryStore:
             raise UsageError(f"buckets must be an int, got {type(buckets).__name__}")
         if not 1 <= buckets <= MAX_BUCKETS:
             raise UsageError(f"buckets must be in 1..{MAX_BUCKETS}, got {buckets}")
+        if (
+            isinstance(footer_cache_bytes, bool)
+            or not isinstance(footer_cache_bytes, int)
+            or footer_cache_bytes < 0
+        ):
+            raise UsageError(f"footer_cache_bytes must be an int >= 0, got {footer_cache_bytes!r}")
+        self.footer_cache_bytes = footer_cache_bytes
+        # path -> ((inode, size, mtime_ns), fragment with its footer loaded, footer bytes)
+        self._footers: OrderedDict[str, tuple[tuple[int, int, int], object, int]] = OrderedDict()
+        self._footers_lock = threading.Lock()
+        self.footer_stats = {"hits": 0, "misses": 0, "files": 0, "bytes": 0}
         self.buckets = int(buckets)
         self.root = Path(root)
         self.compression_level = compression_level
@@ -819,8 +877,10 @@ class HistoryStore:
         keys = _SORT_KEYS.get(table, ("ts_us",))
         if t.num_rows < 2:
             return t
-        cols = [t.column(k).to_numpy() for k in reversed(keys)]
-        order = np.lexsort(cols)
+        cols = [t.column(k).to_numpy() for k in keys]
+        if _lex_sorted(cols):  # the usual case, in O(n) instead of a lexsort
+            return t
+        order = np.lexsort(cols[::-1])
         if (order[1:] > order[:-1]).all():
             return t
         return t.take(pa.array(order))
@@ -890,7 +950,6 @@ class HistoryStore:
         Rows are sorted by ``ts_us`` (then stream and seq, or code).
         """
         import pyarrow.compute as pc
-        import pyarrow.dataset as ds
 
         self._check_table(table)
         schema = SCHEMAS[table]
@@ -916,9 +975,7 @@ class HistoryStore:
                 t = schema.empty_table() if wanted is None else schema.empty_table().select(wanted)
                 break
             try:
-                t = ds.dataset([str(f) for f in files], schema=schema, format="parquet").to_table(
-                    columns=wanted, filter=expr
-                )
+                t = self._dataset(files, schema).to_table(columns=wanted, filter=expr)
                 break
             except FileNotFoundError:
                 # a compaction replaced files between listing and reading: list again
@@ -931,6 +988,49 @@ class HistoryStore:
             t = pa.concat_tables([t, extra if wanted is None else extra.select(wanted)])
         t = self._sorted(t, table)
         return t.select(list(columns)) if columns is not None else t
+
+    def _dataset(self, files: Sequence[Path], schema: pa.Schema):
+        """A ``pyarrow.dataset`` over ``files`` whose fragments carry cached footers.
+
+        A fragment whose metadata is loaded lets the scan prune row groups by their
+        statistics and open the file without reading its footer again.
+        """
+        import pyarrow.dataset as ds
+        from pyarrow import fs as pafs
+
+        fmt = ds.ParquetFileFormat()
+        local = pafs.LocalFileSystem()
+        if not self.footer_cache_bytes:
+            return ds.dataset([str(f) for f in files], schema=schema, format=fmt)
+        fragments = []
+        for f in files:
+            path = str(f)
+            st = os.stat(path)  # FileNotFoundError: listed, then compacted away
+            key = (st.st_ino, st.st_size, st.st_mtime_ns)
+            with self._footers_lock:
+                hit = self._footers.get(path)
+                if hit is not None and hit[0] == key:
+                    self._footers.move_to_end(path)
+                    self.footer_stats["hits"] += 1
+                    fragments.append(hit[1])
+                    continue
+            fragment = fmt.make_fragment(path, filesystem=local)
+            fragment.ensure_complete_metadata()  # reads the footer, outside the lock
+            size = fragment.metadata.serialized_size
+            with self._footers_lock:
+                stats = self.footer_stats
+                stats["misses"] += 1
+                old = self._footers.pop(path, None)
+                if old is not None:
+                    stats["bytes"] -= old[2]
+                if size <= self.footer_cache_bytes:
+                    self._footers[path] = (key, fragment, size)
+                    stats["bytes"] += size
+                while stats["bytes"] > self.footer_cache_bytes:
+                    stats["bytes"] -= self._footers.popitem(last=False)[1][2]
+                stats["files"] = len(self._footers)
+            fragments.append(fragment)
+        return ds.FileSystemDataset(fragments, schema, fmt, local)
 
     def read_waveforms(
         self,
