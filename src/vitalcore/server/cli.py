@@ -7,6 +7,13 @@ Create accounts, then serve::
     python -m vitalcore serve --accounts accounts.json --add-device 00000000000012ab
     python -m vitalcore serve --data /var/lib/vitalcore --accounts accounts.json \\
         --port 1883 --tls-port 8883 --cert server.pem --key server.key
+
+Scale-out (docs/scale-out.md): consume the uplinks from a broker cluster as one member of
+a shared subscription; the password comes from $VITALCORE_UPSTREAM_PASSWORD or a file::
+
+    python -m vitalcore serve --data /var/lib/vitalcore --upstream mqtts://broker:8883 \\
+        --share-group vitalcore --upstream-user node1 --upstream-ca ca.pem \\
+        --upstream-password-file /etc/vitalcore/upstream.pw
 """
 
 from __future__ import annotations
@@ -30,13 +37,15 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m vitalcore serve", description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="vitalcore-data", help="store directory (default: %(default)s)")
     ap.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
-    ap.add_argument("--port", type=int, default=1883, help="plain MQTT port, 0 = none")
+    ap.add_argument("--port", type=int, default=None,
+                    help="plain MQTT port, 0 = none (default 1883; none with --upstream)")
     ap.add_argument("--tls-port", type=int, default=None, help="MQTT over TLS port")
     ap.add_argument("--coap-port", type=int, default=None,
                     help="CoAP (UDP) port for low-power devices (default: none; see docs/server.md)")
     ap.add_argument("--cert", help="TLS certificate chain (PEM)")
     ap.add_argument("--key", help="TLS private key (PEM)")
-    ap.add_argument("--accounts", required=True, help="accounts file (JSON, mode 0600)")
+    ap.add_argument("--accounts", help="accounts file (JSON, mode 0600); required unless "
+                    "--upstream runs without an embedded listener")
     ap.add_argument("--sync", default="group", choices=("group", "always", "none"),
                     help="WAL durability policy (default: %(default)s)")
     ap.add_argument("--add-device", metavar="HEX16",
@@ -48,6 +57,30 @@ def _parser() -> argparse.ArgumentParser:
                     help="device in the scope of --add-user (repeatable)")
     ap.add_argument("--grant", action="append", default=[], metavar="FILTER",
                     help="topic filter --add-user may subscribe to (repeatable)")
+    up = ap.add_argument_group("scale-out through an upstream broker (docs/scale-out.md)")
+    up.add_argument("--upstream", metavar="URL",
+                    help="consume device uplinks from mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+    up.add_argument("--share-group", metavar="NAME",
+                    help="shared-subscription group of the nodes that split the devices")
+    up.add_argument("--upstream-user", metavar="NAME",
+                    help="upstream user name (default $VITALCORE_UPSTREAM_USER)")
+    up.add_argument("--upstream-password-file", metavar="PATH",
+                    help="file (mode 0600) whose first line is the upstream password "
+                    "(default $VITALCORE_UPSTREAM_PASSWORD)")
+    up.add_argument("--upstream-ca", metavar="PEM", help="CA bundle for mqtts:// (default: system)")
+    up.add_argument("--upstream-cert", metavar="PEM", help="client certificate for mqtts://")
+    up.add_argument("--upstream-key", metavar="PEM", help="client key for mqtts://")
+    up.add_argument("--upstream-client-id", metavar="ID",
+                    help="MQTT client id (default: kept in DATA/upstream-client-id)")
+    up.add_argument("--upstream-session-expiry", type=int, default=7 * 24 * 3600, metavar="S",
+                    help="session expiry asked of the broker (default: %(default)s s)")
+    up.add_argument("--upstream-receive-maximum", type=int, default=1024, metavar="N",
+                    help="messages in flight from the broker (default: %(default)s)")
+    up.add_argument("--upstream-leave-on-exit", action="store_true",
+                    help="on SIGINT/SIGTERM leave the share group and end this node's session "
+                    "(scaling down for good); default: keep the session for a restart")
+    up.add_argument("--upstream-stats-interval", type=float, default=60.0, metavar="S",
+                    help="log the consumer's counters every S s, 0 = never (default: %(default)s)")
     ap.add_argument("--log-level", default="INFO")
     return ap
 
@@ -78,19 +111,56 @@ def _edit_accounts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _upstream_config(args: argparse.Namespace):
+    """The :class:`UpstreamConfig` of ``--upstream`` (None without it); exits on errors."""
+    if args.upstream is None:
+        if args.share_group is not None:
+            sys.exit("--share-group needs --upstream")
+        return None
+    from ..errors import ConfigError
+    from .upstream import USER_ENV, UpstreamConfig, node_client_id, read_secret
+
+    if not args.share_group:
+        sys.exit("--upstream needs --share-group")
+    try:
+        user = args.upstream_user or os.environ.get(USER_ENV) or None
+        password = read_secret(args.upstream_password_file)
+        client_id = args.upstream_client_id or node_client_id(args.data, args.share_group)
+        return UpstreamConfig.from_url(
+            args.upstream, args.share_group, client_id, username=user, password=password,
+            ca_file=args.upstream_ca, cert_file=args.upstream_cert, key_file=args.upstream_key,
+            session_expiry_s=args.upstream_session_expiry,
+            receive_maximum=args.upstream_receive_maximum)
+    except (ConfigError, OSError) as exc:
+        sys.exit(f"--upstream: {exc}")
+
+
 async def _serve(args: argparse.Namespace) -> None:
     from ..storage.store import Store
     from .app import Server
 
+    upstream = _upstream_config(args)
+    port = args.port if args.port is not None else (None if upstream else 1883)
+    listen = bool(port) or args.tls_port is not None
     ctx = None
     if args.tls_port is not None:
         if not (args.cert and args.key):
             sys.exit("--tls-port needs --cert and --key")
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(args.cert, args.key)
-    accounts = Accounts.load(args.accounts)
+    if (listen or args.coap_port is not None) and not args.accounts:
+        sys.exit("--accounts is required for the embedded MQTT/CoAP listeners")
+    if not (listen or upstream or args.coap_port is not None):
+        sys.exit("nothing to serve: no --port, --tls-port, --coap-port or --upstream")
+    accounts = Accounts.load(args.accounts) if args.accounts else None
     store = Store(args.data, sync=args.sync)
-    server = Server(store, accounts, args.host, args.port or None, args.tls_port, ctx)
+    server = Server(store, accounts, args.host, port or None, args.tls_port, ctx) if listen \
+        else None
+    consumer = None
+    if upstream is not None:
+        from .upstream import UpstreamConsumer
+
+        consumer = UpstreamConsumer(store, upstream, stats_interval_s=args.upstream_stats_interval)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -100,16 +170,37 @@ async def _serve(args: argparse.Namespace) -> None:
         from .coap import CoapEndpoint
 
         coap = CoapEndpoint(store, accounts, args.host, args.coap_port)
+    failed = None
     try:
-        await server.start()
+        if server is not None:
+            await server.start()
         if coap is not None:
             await coap.start()
-        await stop.wait()
+        if consumer is not None:
+            await consumer.start()
+            ended = loop.create_task(consumer.wait_closed())
+            stopped = loop.create_task(stop.wait())
+            await asyncio.wait({ended, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if ended.done():
+                failed = ended.exception()
+            else:
+                ended.cancel()
+        else:
+            await stop.wait()
     finally:
+        if consumer is not None:
+            if args.upstream_leave_on_exit and consumer.connected:
+                await consumer.leave()
+            else:
+                await consumer.stop()
         if coap is not None:
             await coap.stop()
-        await server.stop()
+        if server is not None:
+            await server.stop()
         store.close()
+    if failed is not None:
+        sys.exit(f"upstream consumer ended: {failed}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.add_device or args.add_user:
+        if not args.accounts:
+            sys.exit("--add-device / --add-user need --accounts")
         return _edit_accounts(args)
     try:
         import uvloop
