@@ -116,9 +116,7 @@ def _analyse(x):
 
 @pytest.mark.parametrize("hr, code", [
     (38.0, "brady.extreme"), (185.0, "tachy.extreme"), (72.0, None),
-    pytest.param(33.0, "brady.extreme", marks=pytest.mark.xfail(strict=True, reason=(
-        "known dsp limit: below ~36 bpm the simulated T wave comes > 360 ms after R and "
-        "QRSDetector counts it as a beat (twice the rate)"))),
+    (33.0, "brady.extreme"),
 ])
 def test_rate_alarms(hr, code):
     from vitalcore.dsp import simulate_ecg

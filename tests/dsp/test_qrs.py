@@ -31,6 +31,59 @@ def test_simulated_rhythms(fs, kw):
     assert s.se >= 0.99 and s.ppv >= 0.99, s
 
 
+# Slow rates: the T wave comes > 360 ms after the R wave (Pan-Tompkins' fixed T window)
+# and RR is longer than 1.66 x the 60 bpm start-up assumption of searchback; normal and
+# fast rates check that the longer T window costs no beats.  (150-180 bpm are not tested
+# at 125 Hz: there the VF analysis calls the simulated sinus tachycardia VF and mutes it,
+# a known limit of the VF criteria, see docs/dsp.md.)
+@pytest.mark.parametrize("hr, fs", [(hr, fs) for fs in (125.0, 250.0, 500.0)
+                                    for hr in (25.0, 30.0, 33.0, 36.0, 40.0, 72.0, 120.0)]
+                         + [(150.0, 250.0), (180.0, 500.0)])
+def test_rate_is_right_at_slow_normal_and_fast_rates(hr, fs):
+    for seed in (0, 1):
+        x, truth = simulate_ecg(60.0, fs, hr_bpm=hr, seed=seed)
+        beats = detect_qrs(x, fs)
+        s = score_beats(truth, beats, fs, window_s=0.1)
+        assert s == BeatScore(truth.size, 0, 0), (hr, fs, seed, s)
+        h = heart_rate(beats, fs)
+        np.testing.assert_allclose(h.hr_avg_bpm[8:], hr, rtol=0.1)
+
+
+def _tall_t(x, truth, fs, t_mv):
+    """Raise the simulated T wave (0.3 mV at R 1.2 mV) to ``t_mv`` (same timing and width)."""
+    from vitalcore.dsp.simulate import _ECG_WAVES, _add_waves
+
+    off, width, amp = _ECG_WAVES[-1]
+    rr = np.diff(truth, prepend=truth[0] - fs) / fs
+    for r, q in zip(truth, rr, strict=True):
+        _add_waves(x, fs, r / fs, np.array([(off, width, t_mv - amp)]), np.sqrt(np.clip(q, 0.3, 2)))
+
+
+@pytest.mark.parametrize("t_mv", [0.3, 0.6, 0.8])
+@pytest.mark.parametrize("slow", [25.0, 30.0, 33.0])
+def test_sudden_bradycardia_does_not_double_the_rate(slow, t_mv):
+    """Onset of slow rhythm (e.g. complete heart block) after sinus rhythm, T/R up to 2/3."""
+    fs = 250.0
+    x, truth = simulate_ecg(60.0, fs, hr_bpm=[(0, 72), (20, 72), (21, slow)], seed=3)
+    _tall_t(x, truth, fs, t_mv)
+    beats = detect_qrs(x, fs)
+    s = score_beats(truth, beats, fs, window_s=0.1)
+    assert s.fn == 0 and s.fp == 0, (slow, t_mv, s)
+    h = heart_rate(beats, fs)
+    assert abs(h.hr_avg_bpm[-1] - slow) < 0.1 * slow
+
+
+def test_t_wave_is_never_taken_by_searchback():
+    """Sub-threshold T waves after a long RR stay T waves when searchback runs."""
+    fs = 360.0
+    # 60 bpm, then 28 bpm: the first long RRs exceed 1.66 x the regular-RR average, so
+    # searchback runs while the T wave (> 360 ms after R) is the largest stored peak
+    x, truth = simulate_ecg(50.0, fs, hr_bpm=[(0, 60), (15, 60), (15.5, 28)], seed=5)
+    beats = detect_qrs(x, fs)
+    s = score_beats(truth, beats, fs, window_s=0.1)
+    assert s == BeatScore(truth.size, 0, 0), s
+
+
 def test_streaming_equals_batch_any_chunking():
     x, _ = simulate_ecg(60.0, 250.0, seed=3, pvc_rate=0.05)
     ref = detect_qrs(x, 250.0)

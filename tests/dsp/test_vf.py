@@ -142,7 +142,7 @@ def test_mitbih_vf_and_strict_beats(data_dir):
         after_ex += score_beats(ref, det, fs, exclude=vfl)
     tp, fn, fp, tn = win.tolist()
     assert tp / (tp + fn) >= 0.8 and tn / (tn + fp) >= 0.999, win
-    assert before.ppv < 0.99                          # flutter waves counted as beats...
+    assert before.fp - after.fp > 300                 # flutter waves counted as beats...
     assert after.se >= 0.995 and after.ppv >= 0.995, after   # ...muted: strict target met
     assert after_ex.ppv >= 0.995, after_ex
 

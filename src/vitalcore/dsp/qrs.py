@@ -22,14 +22,20 @@ threshold position):
 5. adaptive thresholds ``THR1 = NPKI + 0.3125 (SPKI - NPKI)``, ``THR2 = THR1 / 2``
    (signal/noise peak levels, exponential averages with weight 1/8), after a 2 s learning
    phase (``SPKI = max/2``, ``NPKI = mean/2`` of the MWI);
-6. a peak above ``THR1`` becomes a *pending* QRS for 360 ms: a later peak in that span
-   whose maximum band-pass slope is under half the pending one's is a T wave (noise);
-   one with over 1.5x its slope replaces it (the pending one was a tall P wave or an
+6. T waves: a peak whose maximum band-pass slope is under half that of the preceding
+   QRS (pending or reported) and which comes within the T-wave window after it is a T
+   wave, above ``THR1`` or not (so searchback never takes it either).  The window is
+   360 ms (Pan-Tompkins) up to an RR of 1 s and ``360 ms x sqrt(RR / 1 s)`` (Bazett's
+   QT rate law) after a longer RR (capped at 3 s; ~0.49 s at 33 bpm), where the RR is
+   the longer of the one ending at that QRS and the regular-RR average;
+   a peak above ``THR1`` becomes a *pending* QRS for 360 ms: a later peak in that span
+   with over 1.5x its slope replaces it (the pending one was a tall P wave or an
    artefact); otherwise the pending QRS is confirmed;
 7. searchback: if no QRS came within 1.66 x the regular-RR average (mean of the last 8
-   RR within 92-116 % of it, reset after 8 misses), the largest stored non-T peak above
-   ``THR2`` is taken (level weight 1/4); if none is, ``SPKI`` is halved (not below
-   ``3 NPKI``) so the detector recovers from a gain drop without inventing a beat;
+   RR within 92-116 % of it, reset after 8 misses; the first RR measured sets it, 2 s
+   before that), the largest stored non-T peak above ``THR2`` is taken (level weight
+   1/4); if none is, ``SPKI`` is halved (not below ``3 NPKI``) so the detector recovers
+   from a gain drop without inventing a beat;
 8. the R peak is the largest absolute band-pass value in the QRS window, minus the lag
    the filters give a template R wave.  Beats whose QRS window touches a bad sample, or
    whose band-pass amplitude is under ``min_amp_mv``, are never reported.
@@ -67,7 +73,8 @@ _CAND_VAL, _SPKI, _NPKI, _LAST_SLOPE = 21, 22, 23, 24
 _LEARN_MAX, _LEARN_SUM, _LAST_X = 25, 26, 27
 _DGAIN, _CLIP, _MIN_AMP = 28, 29, 30
 _RR_AVG1, _RR_AVG2 = 31, 32
-_NF = 33
+_FS = 33  # sampling rate, Hz
+_NF = 34
 # integer state
 _N, _CAND_IDX, _LAST_M, _LAST_R = 0, 1, 2, 3
 _LEARN_END, _LEARNED, _N_STORE, _SB_DEADLINE = 4, 5, 6, 7
@@ -133,6 +140,11 @@ def _rr_update(sf, si, rr1, rr2, rr):  # pragma: no cover - compiled
     n1 = si[_RR_N1]
     rr1[n1 % _RR_LEN] = rr
     si[_RR_N1] = n1 + 1
+    if n1 == 0:  # the first RR sets both averages (Pan-Tompkins learning phase 2)
+        rr2[0] = rr
+        si[_RR_N2] = 1
+        sf[_RR_AVG1] = sf[_RR_AVG2] = rr
+        return
     k = min(n1 + 1, _RR_LEN)
     s = 0.0
     for j in range(k):
@@ -238,32 +250,56 @@ def _noise(sf, si, store, pk, is_t):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
+def _t_window(sf, si, rr1, pend):  # pragma: no cover - compiled
+    """Span (samples) after the reference QRS in which a low-slope peak is a T wave.
+
+    360 ms (Pan-Tompkins) while the RR is at most 1 s; after a longer RR the T wave comes
+    later (QT lengthens with RR), so the span grows as sqrt(RR) (Bazett's rate law applied
+    to the 360 ms at 60 bpm), RR capped at 3 s.  The RR is the longer of the one that
+    ended at the reference QRS (the pending one, or the last reported) and the
+    regular-RR average: a T wave once counted as a beat gives a short RR, which must not
+    shorten the span for the next T wave (the regular average ignores such RRs until
+    8 irregular ones in a row reset it).
+    """
+    rr = sf[_RR_AVG2] if si[_RR_N1] > 0 else 0.0  # no RR measured yet: 360 ms
+    if si[_PEND]:
+        if si[_LAST_R] >= 0:
+            rr = max(rr, pend[_PK_R] - si[_LAST_R])
+    elif si[_RR_N1] > 0:
+        rr = max(rr, rr1[(si[_RR_N1] - 1) % _RR_LEN])
+    rr_s = min(rr / sf[_FS], 3.0)
+    if rr_s <= 1.0:
+        return si[_TWAVE]
+    return np.int64(si[_TWAVE] * math.sqrt(rr_s))
+
+
+@numba.njit(cache=True, nogil=True)
 def _classify(sf, si, rr1, rr2, store, pend, out, n_out, pk):  # pragma: no cover - compiled
     """Classify one MWI peak record ``pk``: noise, T wave, or (pending) QRS.
 
-    A QRS candidate stays pending for 360 ms: a later candidate in that span with under
-    half its slope is a T wave; one with over twice its slope replaces it (the pending
-    one was a P wave or an artefact).
+    A peak within the T-wave window of the reference QRS (the pending one, else the last
+    reported; :func:`_t_window`) with under half its maximal slope is a T wave, whether
+    or not it exceeds THR1, and is stored flagged so that searchback never takes it.
+    A QRS candidate stays pending for 360 ms: a later candidate in that span with over
+    1.5x its slope replaces it (the pending one was a P wave or an artefact).
     """
     m = np.int64(pk[_PK_M])
     if si[_LAST_BAD] >= np.int64(pk[_PK_R]) - si[_GUARD]:
         return n_out  # QRS window touches bad samples: report nothing, learn nothing
     n_out = _searchback(sf, si, rr1, rr2, store, pend, out, n_out, m)
-    thr1 = sf[_NPKI] + _TH * (sf[_SPKI] - sf[_NPKI])
-    if pk[_PK_VAL] <= thr1 or pk[_PK_AMP] < sf[_MIN_AMP]:
-        _noise(sf, si, store, pk, False)
-        return n_out
     if si[_PEND]:
         ref_m, ref_slope = np.int64(pend[_PK_M]), pend[_PK_SLOPE]
     else:
         ref_m, ref_slope = si[_LAST_M], sf[_LAST_SLOPE]
-    if ref_m >= 0 and m - ref_m < si[_TWAVE]:
-        if pk[_PK_SLOPE] < 0.5 * ref_slope:
-            _noise(sf, si, store, pk, True)
-            return n_out
-        if si[_PEND] and pk[_PK_SLOPE] > 1.5 * ref_slope:
-            _noise(sf, si, store, pend, True)
-            si[_PEND] = 0
+    in_t = ref_m >= 0 and m - ref_m < _t_window(sf, si, rr1, pend)
+    is_t = in_t and pk[_PK_SLOPE] < 0.5 * ref_slope
+    thr1 = sf[_NPKI] + _TH * (sf[_SPKI] - sf[_NPKI])
+    if pk[_PK_VAL] <= thr1 or pk[_PK_AMP] < sf[_MIN_AMP] or is_t:
+        _noise(sf, si, store, pk, is_t)  # a T wave is never taken by searchback either
+        return n_out
+    if si[_PEND] and m - ref_m < si[_TWAVE] and pk[_PK_SLOPE] > 1.5 * ref_slope:
+        _noise(sf, si, store, pend, True)  # the pending peak was a tall P wave or artefact
+        si[_PEND] = 0
     if si[_PEND]:
         n_out = _accept(sf, si, rr1, rr2, store, out, n_out, pend, 0.125)
     pend[:] = pk
@@ -585,10 +621,14 @@ class QRSDetector:
         sf[_HB0:_HA2 + 1] = hp
         sf[_LB0:_LA2 + 1] = lp
         sf[_DGAIN] = fs / 8.0
+        sf[_FS] = fs
         sf[_CLIP] = self.clip_mv
         sf[_MIN_AMP] = self.min_amp_mv
         sf[_LAST_X] = np.nan  # first sample never counts as a flat run
-        sf[_RR_AVG1] = sf[_RR_AVG2] = fs  # 60 bpm until beats are seen
+        sf[_RR_AVG1] = fs  # 60 bpm until beats are seen
+        # searchback waits 1.66 x 2 s (30 bpm) until the first RR is measured: an assumed
+        # 60 bpm would search back inside every RR of a rhythm under 36 bpm
+        sf[_RR_AVG2] = 2.0 * fs
         w = max(1, int(round(0.150 * fs)))
         refr = int(round(0.200 * fs))
         si[_W] = w
