@@ -3,14 +3,21 @@
 Run from the repository root::
 
     PYTHONPATH=src python benchmarks/bench_ingest.py [--devices 1000] [--seconds 20]
-        [--ramp --max-devices 4000] [--p99-ms 250]
+        [--ramp --max-devices 4000] [--p99-ms 250] [--qos 1] [--processes 1]
+        [--only vitalcore|mosquitto]
 
 Load
-    ``vitalcore.sim.load.run_load`` in this process: one MQTT 5 connection per device,
-    4 QoS 1 PUBLISHes per second each (ECG 250 Hz, red/IR pleth 100 Hz, numerics 1 Hz;
-    ~112.5 samples and ~3.25 frames per message), spread over the 250 ms period, at most
-    ``--window`` messages in flight per device (a full window skips ticks). Everything on
-    127.0.0.1; the generator shares the machine's cores with the server under test.
+    ``vitalcore.sim.load.run_load`` (in this process, or split over ``--processes``
+    generator processes): one MQTT 5 connection per device, 4 PUBLISHes per second each
+    (ECG 250 Hz, red/IR pleth 100 Hz, numerics 1 Hz; ~112.5 samples and ~3.25 frames
+    per message), spread over the 250 ms period, at most ``--window`` QoS 1 messages in
+    flight per device (a full window skips ticks). Everything on 127.0.0.1; the
+    generator shares the machine's cores with the server under test, so every row
+    states both CPU figures (server and generator CPU seconds per second of the run).
+    With ``--qos 0`` nothing is acknowledged: a PINGREQ per device at the end measures
+    when the server has taken every message in (MQTT answers in order), and the rate
+    compared is messages taken in (vitalcore; all of them are then found in the store)
+    against messages delivered to the subscriber (mosquitto).
 
 vitalcore
     ``python -m vitalcore serve`` as a subprocess with a fresh ``--data`` directory
@@ -57,6 +64,7 @@ SUB_TOPIC = "vc/v1/dev/+/up"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SAMPLES_PER_MSG = (250 + 100 + 100) / 4  # ECG + red + IR samples per 250 ms tick
 WARMUP_DEVICES, WARMUP_S = 20, 3.0
+RUN_WARMUP_S = 3.0  #: the measured devices send this long, unmeasured, before the run
 
 
 # ------------------------------------------------------------------------ processes
@@ -182,45 +190,88 @@ class Result:
     def sustained(self, p99_ms: float) -> bool:
         r = self.rep
         return (r is not None and r.connected == r.devices and r.skipped_ticks == 0
-                and r.messages_acked == r.messages_sent and r.latency_p99_ms < p99_ms)
+                and r.messages_acked == r.messages_sent
+                and r.sent_msgs_per_s >= 0.97 * r.offered_msgs_per_s
+                and (r.qos == 0 or r.latency_p99_ms < p99_ms))
+
+    def rate(self) -> float:
+        """Messages/s: acknowledged (QoS 1); taken in (vitalcore) or delivered (QoS 0)."""
+        p = self.rep
+        if p.qos == 0 and self.target == "mosquitto":
+            return self.delivered / p.seconds
+        return p.msgs_per_s
 
 
 def drive(n: int, port: int, creds: dict[int, str], seconds: float, window: int,
-          pid: int, res: Result, sub: Subscriber | None = None) -> None:
+          pid: int, res: Result, sub: Subscriber | None = None, qos: int = 1,
+          processes: int = 1) -> None:
     """Warm up, then run the load against ``port``; sample the server's CPU per phase.
 
     The warm-up (``WARMUP_DEVICES`` spare accounts, not among the first ``n``, for
     ``WARMUP_S``) lets the server compile/load its hot paths (numba, Parquet) before the
-    measured run; its messages are in no figure.
+    measured run; then the measured devices connect and send ``RUN_WARMUP_S``
+    unmeasured (the server allocates each new stream's live window when it first sees
+    it: ~1 s of the event loop for 4,000 devices at once); the warm-ups' messages are in
+    no figure except the stored frame count.
     """
     import uvloop
 
-    from vitalcore.sim.load import run_load
+    from vitalcore.sim.load import run_load, run_load_processes
 
     spare = dict(sorted(creds.items())[-WARMUP_DEVICES:])
-    warm = uvloop.run(run_load(WARMUP_DEVICES, "127.0.0.1", port, spare, WARMUP_S))
+    warm = uvloop.run(run_load(WARMUP_DEVICES, "127.0.0.1", port, spare, WARMUP_S, qos=qos))
     if warm.messages_acked != warm.messages_sent:
         res.notes.append(f"warm-up lost {warm.messages_sent - warm.messages_acked} acks")
-    before = sub.count() if sub else 0
     marks: dict[str, tuple[float, int]] = {}
 
     def on_phase(phase: str) -> None:
         marks[phase] = (cpu_seconds(pid), sub.count() if sub else 0)
 
-    res.rep = uvloop.run(run_load(n, "127.0.0.1", port, creds, seconds, window=window,
-                                  on_phase=on_phase))
+    mine = dict(sorted(creds.items())[:n])
+    if processes > 1:
+        res.rep = run_load_processes(n, "127.0.0.1", port, mine, seconds, processes=processes,
+                                     window=window, qos=qos, on_phase=on_phase,
+                                     warmup_s=RUN_WARMUP_S)
+    else:
+        res.rep = uvloop.run(run_load(n, "127.0.0.1", port, mine, seconds, window=window,
+                                      qos=qos, on_phase=on_phase, warmup_s=RUN_WARMUP_S))
     if "start" in marks and "end" in marks:
         res.server_cpu_s = marks["end"][0] - marks["start"][0]
         res.delivered = marks["end"][1] - marks["start"][1]
-        if marks["start"][1] != before:
-            res.notes.append("subscriber received messages between warm-up and run")
+
+
+def count_stored(data: Path, devices: list[int]) -> tuple[int, int]:
+    """Frames and waveform samples of ``devices`` in the store at ``data``.
+
+    The store is opened (recovery: WAL replay) and closed (everything flushed to
+    Parquet) with :class:`vitalcore.storage.store.Store`, then its Parquet history is
+    scanned once with pyarrow (one ``read_waveforms`` per device takes minutes for
+    10,000 devices).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    from vitalcore.storage.store import Store
+
+    with Store(data, flush_interval_s=0) as store:
+        history = store.history.root
+    ids = pa.array(devices, pa.uint64())
+    frames = samples = 0
+    for table, cols in (("waveforms", ["device_id", "n_samples"]), ("numerics", ["device_id"])):
+        where = history / table
+        if not where.exists():
+            continue
+        t = ds.dataset(where, format="parquet").to_table(
+            columns=cols, filter=pc.field("device_id").isin(ids))
+        frames += t.num_rows
+        if "n_samples" in cols and t.num_rows:
+            samples += int(pc.sum(t.column("n_samples")).as_py())
+    return frames, samples
 
 
 def run_vitalcore(n: int, seconds: float, window: int, creds: dict[int, str],
-                  accounts: Path, work: Path) -> Result:
-    from vitalcore import protocol as P
-    from vitalcore.storage.store import Store
-
+                  accounts: Path, work: Path, qos: int = 1, processes: int = 1) -> Result:
     res = Result("vitalcore", n)
     data = work / f"vc-data-{n}"
     port = free_port()
@@ -229,25 +280,18 @@ def run_vitalcore(n: int, seconds: float, window: int, creds: dict[int, str],
          str(accounts), "--port", str(port), "--log-level", "WARNING"], env=env_with_src())
     try:
         wait_port(port, proc)
-        drive(n, port, creds, seconds, window, proc.pid, res)
+        drive(n, port, creds, seconds, window, proc.pid, res, qos=qos, processes=processes)
     finally:
         stop(proc)
     if proc.returncode != 0:
         res.notes.append(f"server exit status {proc.returncode}")
-    t_end = (time.time_ns() // 1000) + 3_600_000_000
-    frames = samples = 0
-    with Store(data, flush_interval_s=0) as store:
-        for dev in sorted(creds)[:n]:  # the measured devices (not the warm-up's)
-            w = store.read_waveforms(dev, P.TS_MIN_US, t_end)
-            frames += w.num_rows + store.read_numerics(dev, P.TS_MIN_US, t_end).num_rows
-            samples += int(w.column("n_samples").to_numpy().sum()) if w.num_rows else 0
-    res.frames_stored, res.samples_stored = frames, samples
+    res.frames_stored, res.samples_stored = count_stored(data, sorted(creds)[:n])
     shutil.rmtree(data, ignore_errors=True)
     return res
 
 
 def run_mosquitto(n: int, seconds: float, window: int, creds: dict[int, str],
-                  work: Path) -> Result:
+                  work: Path, qos: int = 1, processes: int = 1) -> Result:
     res = Result("mosquitto", n)
     port = free_port()
     conf = work / f"mosquitto-{n}.conf"
@@ -260,7 +304,8 @@ def run_mosquitto(n: int, seconds: float, window: int, creds: dict[int, str],
     try:
         wait_port(port, proc)
         sub = Subscriber(port)
-        drive(n, port, creds, seconds, window, proc.pid, res, sub)
+        drive(n, port, creds, seconds, window, proc.pid, res, sub, qos=qos,
+              processes=processes)
     finally:
         if sub is not None:
             sub.close()
@@ -272,6 +317,7 @@ def run_mosquitto(n: int, seconds: float, window: int, creds: dict[int, str],
 HEAD = (f"{'server':<10} {'devices':>7} {'offered/s':>9} {'acked/s':>8} {'acked':>8} "
         f"{'skipped':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'CPU s/s':>7} "
         f"{'µs/msg':>7} {'gen s/s':>7}  stored or delivered")
+HEAD0 = HEAD.replace("acked/s", " in/s  ").replace("   acked ", "   taken ")
 
 
 def row(r: Result) -> str:
@@ -279,12 +325,15 @@ def row(r: Result) -> str:
     cpu_ss = r.server_cpu_s / p.seconds
     us_msg = r.server_cpu_s / max(p.messages_acked, 1) * 1e6
     if r.target == "vitalcore":
-        expect = p.messages_acked * SAMPLES_PER_MSG
-        tail = (f"{r.samples_stored / p.seconds:,.0f} samples/s stored ({r.frames_stored:,} "
-                f"frames, {r.samples_stored:,} samples = {r.samples_stored / expect:.3f}"
-                f" x acked)")
+        expect = (p.messages_acked + p.warmup_messages) * SAMPLES_PER_MSG
+        tail = (f"{p.messages_acked * SAMPLES_PER_MSG / p.seconds:,.0f} samples/s stored "
+                f"({r.frames_stored:,} frames, {r.samples_stored:,} samples incl. warm-up "
+                f"= {r.samples_stored / expect:.3f} x acked)")
     else:
         tail = f"{r.delivered / p.seconds:,.0f} msgs/s delivered ({r.delivered:,})"
+    tail += f"; server+generator {(r.server_cpu_s + p.generator_cpu_s) / p.seconds:.2f} CPU s/s"
+    if p.sent_msgs_per_s < 0.97 * p.offered_msgs_per_s:
+        tail += f"; generator sent only {p.sent_msgs_per_s:,.0f} msgs/s"
     if p.connect_failures:
         tail += f"; {p.connect_failures} connect failures"
     if r.notes:
@@ -297,11 +346,13 @@ def row(r: Result) -> str:
 
 def ratio(vc: Result, mq: Result) -> str:
     a, b = vc.rep, mq.rep
-    rate = a.msgs_per_s / b.msgs_per_s if b.msgs_per_s else math.nan
+    rate = vc.rate() / mq.rate() if mq.rate() else math.nan
     cpu_a = vc.server_cpu_s / max(a.messages_acked, 1) * 1e6
     cpu_b = mq.server_cpu_s / max(b.messages_acked, 1) * 1e6
-    return (f"  {a.devices:,} devices: vitalcore ack rate / mosquitto routing rate = "
-            f"{rate:.3f}; CPU per message {cpu_a:.0f} µs vs {cpu_b:.0f} µs "
+    what = ("vitalcore ack rate / mosquitto routing rate" if a.qos else
+            "QoS 0: vitalcore ingest rate / mosquitto rate delivered to its subscriber")
+    return (f"  {a.devices:,} devices: {what} = "
+            f"{rate:.3f} ({vc.rate():,.0f} vs {mq.rate():,.0f} msgs/s); CPU per message {cpu_a:.0f} µs vs {cpu_b:.0f} µs "
             f"({cpu_a / cpu_b:.1f}x)")
 
 
@@ -313,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ramp", action="store_true", help="double devices up to --max-devices")
     ap.add_argument("--max-devices", type=int, default=4000)
     ap.add_argument("--p99-ms", type=float, default=250.0, help="sustained if p99 below")
+    ap.add_argument("--qos", type=int, default=1, choices=(0, 1), help="QoS of the uplinks")
+    ap.add_argument("--processes", type=int, default=1, help="load generator processes")
+    ap.add_argument("--only", choices=("vitalcore", "mosquitto"), help="run one server only")
     ap.add_argument("--subscriber", type=int, help=argparse.SUPPRESS)  # child process
     a = ap.parse_args(argv)
     if a.subscriber is not None:
@@ -335,21 +389,24 @@ def main(argv: list[str] | None = None) -> int:
         accounts = Accounts(log2_n=10)
         creds = provision_ward(max(steps) + WARMUP_DEVICES, accounts)
         accounts.save(work / "accounts.json")
-        print(f"# {os.cpu_count()} CPUs, load generator in this process on the same cores; "
+        gen = ("in this process" if a.processes == 1 else f"in {a.processes} processes")
+        rule = (f"offered rate sent, all acked, no skipped tick, p99 < {a.p99_ms:g} ms"
+                if a.qos else "offered rate sent, all taken in (PINGRESP barrier)")
+        print(f"# {os.cpu_count()} CPUs, load generator {gen} on the same cores; QoS {a.qos}; "
               f"{len(creds):,} accounts provisioned in {time.monotonic() - t0:.1f} s; "
-              f"{a.seconds:g} s per run, window {a.window}, sustained = all acked, no "
-              f"skipped tick, p99 < {a.p99_ms:g} ms", flush=True)
-        print(HEAD, flush=True)
+              f"{a.seconds:g} s per run, window {a.window}, sustained = {rule}", flush=True)
+        print(HEAD if a.qos else HEAD0, flush=True)
         results: list[tuple[Result, Result | None]] = []
         best: dict[str, int] = {"vitalcore": 0, "mosquitto": 0}
-        alive = {"vitalcore": True, "mosquitto": True}
+        alive = {"vitalcore": a.only != "mosquitto", "mosquitto": a.only != "vitalcore"}
         for n in steps:
             vc = mq = None
             if alive["vitalcore"]:
-                vc = run_vitalcore(n, a.seconds, a.window, creds, work / "accounts.json", work)
+                vc = run_vitalcore(n, a.seconds, a.window, creds, work / "accounts.json", work,
+                                   a.qos, a.processes)
                 print(row(vc), flush=True)
             if alive["mosquitto"]:
-                mq = run_mosquitto(n, a.seconds, a.window, creds, work)
+                mq = run_mosquitto(n, a.seconds, a.window, creds, work, a.qos, a.processes)
                 print(row(mq), flush=True)
             for r in (vc, mq):
                 if r is not None:

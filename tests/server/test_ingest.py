@@ -10,11 +10,22 @@ import gmqtt
 import pytest
 from conftest import make_store
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
-from helpers import DEV, DEV2, DEV_NAME, SECRET, RawClient, numerics, serving, wait_for
+from helpers import (
+    DEV,
+    DEV2,
+    DEV_NAME,
+    SECRET,
+    RawClient,
+    accounts,
+    numerics,
+    serving,
+    wait_for,
+)
 
 from vitalcore.errors import BackPressureError
 from vitalcore.mqtt import Properties, PubAck, PubComp, Publish, PubRec, PubRel
 from vitalcore.server import up_json_topic, up_topic
+from vitalcore.server.ingest import CommitBatcher
 
 
 class RecordingSink:
@@ -182,6 +193,47 @@ def test_backpressure_pauses_and_retries_without_loss(run, tmp_path):
     run(main())
 
 
+def test_commit_backpressure_retries_without_loss_or_early_ack(run, tmp_path):
+    """The WAL refuses the first commits (BackPressureError from Store.commit): the
+    batcher retries, the store refuses feeds meanwhile (the connection stops reading),
+    nothing is acknowledged before its retried commit is durable, nothing is lost and
+    the connection stays open."""
+
+    async def main():
+        store = make_store(tmp_path / "s")
+        real_append = store.wal.append
+        refusals = [3]
+
+        def append(data):
+            if refusals[0]:
+                refusals[0] -= 1
+                raise BackPressureError("test: WAL queue full")
+            return real_append(data)
+
+        store.wal.append = append
+        sink = RecordingSink(store)
+        async with serving(tmp_path, store=sink) as srv:
+            c, _ = await RawClient.connect(srv.port, DEV_NAME, SECRET, 5)
+            for pid in range(1, 31):
+                c.send(Publish(up_topic(DEV), numerics(pid), qos=1, packet_id=pid))
+            acks = []
+            for _ in range(30):
+                p = await c.recv()
+                assert isinstance(p, PubAck) and p.reason_code == 0, p
+                assert sink.lsn_of[numerics(p.packet_id)] in sink.durable_done
+                acks.append(p.packet_id)
+            assert acks == list(range(1, 31))
+            st = srv.stats()
+            assert st["commit_backpressure_retries"] == 3
+            assert st["connections"] == 1 and st.get("storage_errors", 0) == 0
+            assert refusals == [0]
+            assert store.stats()["frames"] == 30
+            c.close()
+        store.close()
+
+    run(main())
+
+
 def test_integrator_receives_uplinks_after_durable(run, tmp_path):
     async def main():
         async with serving(tmp_path) as srv:
@@ -199,5 +251,185 @@ def test_integrator_receives_uplinks_after_durable(run, tmp_path):
             assert srv.store.wal.durable_lsn >= 1
             c.close()
             await sub.disconnect()
+
+    run(main())
+
+
+class _FakeSink:
+    """A sink whose durability the test controls: ``durable_lsn`` is moved by hand and
+    ``durable()`` waits for it (so the batcher's own look at ``durable_lsn`` is what
+    acknowledges, unless the test resolves the wait)."""
+
+    def __init__(self, refuse_commits: int = 0) -> None:
+        self.fed = 0
+        self.committed = 0
+        self.last_lsn = 0
+        self.durable_lsn = 0
+        self.refuse_commits = refuse_commits
+        self.changed = asyncio.Event()
+
+    def commit(self) -> int:
+        if self.refuse_commits:
+            self.refuse_commits -= 1
+            raise BackPressureError("test: WAL queue full")
+        if self.fed > self.committed:
+            self.committed = self.fed
+            self.last_lsn += 1
+        return self.last_lsn
+
+    def make_durable(self, lsn: int) -> None:
+        self.durable_lsn = lsn
+        self.changed.set()
+
+    async def durable(self, lsn: int) -> None:
+        while self.durable_lsn < lsn:
+            self.changed.clear()
+            await self.changed.wait()
+
+
+def test_batcher_bounds_commits_and_settles_from_durable_lsn(run):
+    """max_entries commits at once (one long loop iteration cannot grow one huge commit);
+    entries are settled in commit order as soon as the sink's durable_lsn covers them,
+    from add(), before the event loop delivers durable()'s result."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        sink = _FakeSink()
+        done: list[list[int]] = []
+        batcher = CommitBatcher(sink, loop, done.append, lambda e, x: pytest.fail(str(x)),
+                                max_entries=4, interval_s=0.05)
+        for i in range(10):
+            sink.fed += 1
+            batcher.add(i)
+        assert sink.last_lsn == 2 and batcher.pending == 3  # 2 waiting + 1 scheduled
+        assert done == []  # nothing durable yet: nothing acknowledged
+        sink.durable_lsn = 1  # not signalled: only the batcher's own look can see it
+        sink.fed += 1
+        batcher.add(10)
+        assert done == [[0, 1, 2, 3]]
+        sink.make_durable(2)
+        await asyncio.sleep(0.2)  # durable() of commit 2 returns; the timer commits 8..10
+        assert sink.last_lsn == 3
+        assert done[1] == [4, 5, 6, 7] and len(done) == 2  # commit 3 is not durable yet
+        sink.make_durable(3)
+        await batcher.drain(timeout_s=5)
+        assert done[2] == [8, 9, 10] and batcher.pending == 0
+        # a byte bound too: two entries of 3 MiB reach 4 MiB, committed at once
+        batcher.max_entries = 100
+        for i in (11, 12):
+            sink.fed += 1
+            batcher.add(i, 3 << 20)
+        assert sink.last_lsn == 4 and batcher.pending == 1
+        sink.make_durable(4)
+        await batcher.drain(timeout_s=5)
+        assert done[3] == [11, 12]
+
+    run(main())
+
+
+def test_batcher_drain_gives_up_on_lasting_backpressure(run):
+    """A commit refused for longer than drain's timeout is abandoned unacknowledged."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        sink = _FakeSink(refuse_commits=10**6)
+        done, failed = [], []
+        batcher = CommitBatcher(sink, loop, done.append, lambda e, x: failed.append(e),
+                                retry_s=0.01)
+        sink.fed += 1
+        batcher.add("a")
+        t0 = time.monotonic()
+        await batcher.drain(timeout_s=0.2)
+        assert 0.15 < time.monotonic() - t0 < 2.0
+        assert done == [] and failed == [] and batcher.pending == 0
+        assert batcher.backpressure_retries >= 5
+
+    run(main())
+
+
+def test_load_generator_traffic_is_stored_whole(run, tmp_path):
+    """The batched generator (QoS 1, then QoS 0 with its PINGREQ barrier) against the
+    server: every message acknowledged / taken in, every frame stored, none rejected;
+    its packets are byte-identical to the one-device reference path."""
+    from vitalcore import protocol as P
+    from vitalcore.sim.load import SLOTS, TICK_US, _Device, _Fleet, run_load, tick_templates
+    from vitalcore.sim.ward import provision_ward
+
+    class Capture:
+        def __init__(self) -> None:
+            self.data = bytearray()
+
+        def write(self, b) -> None:
+            self.data += b
+
+    async def main():
+        ids = [0x5600_00AB + 977 * i for i in range(60)]
+        ref = [_Device(d, "s", 10_000) for d in ids]
+        fleet_devs = [_Device(d, "s", 10_000) for d in ids]
+        for d in ref + fleet_devs:
+            d.transport = Capture()
+        t0 = P.TS_MIN_US + 10 * TICK_US
+        templates = tick_templates()
+        for _ in range(6):
+            for d in ref:
+                d.send_tick(templates, t0)
+        fleet = _Fleet(fleet_devs, 1, 10_000, t0)
+        for step in range(6 * SLOTS):
+            fleet.send(step)
+        assert all(bytes(a.transport.data) == bytes(b.transport.data)
+                   for a, b in zip(ref, fleet_devs, strict=True))
+
+        acc = accounts()
+        creds = provision_ward(12, acc)
+        first, second = dict(sorted(creds.items())[:6]), dict(sorted(creds.items())[6:])
+        store = make_store(tmp_path / "s")
+        async with serving(tmp_path, store=store, accounts=acc) as srv:
+            r1 = await run_load(6, "127.0.0.1", srv.port, first, 1.0, qos=1, warmup_s=0.3)
+            assert r1.connected == 6 and r1.skipped_ticks == 0
+            assert r1.messages_acked == r1.messages_sent >= 6 * 4
+            assert r1.latencies_ms.size == r1.messages_acked
+            r0 = await run_load(6, "127.0.0.1", srv.port, second, 1.0, qos=0)
+            assert r0.messages_acked == r0.messages_sent >= 6 * 4
+            await srv.broker.batcher.drain()
+            st, sst = srv.stats(), store.stats()
+            assert st["uplink_messages"] == (r1.messages_sent + r1.warmup_messages
+                                             + r0.messages_sent)
+            assert sst["frames"] == st["uplink_frames"] and sst["duplicates"] == 0
+            warm_frames = st["uplink_frames"] - r1.frames_sent - r0.frames_sent
+            assert 3 * r1.warmup_messages <= warm_frames <= 4 * r1.warmup_messages
+            assert r1.warmup_messages > 0
+            assert not any(sst["decoder"]["rejected"].values())
+        store.close()
+
+    run(main())
+
+
+def test_uplink_routed_once_a_subscriber_appears_and_not_after_it_left(run, tmp_path):
+    """The per-connection 'anyone subscribed to my uplink?' answer follows SUBSCRIBE and
+    UNSUBSCRIBE made while the device keeps publishing."""
+    from helpers import subscribe
+
+    from vitalcore.mqtt import Unsubscribe
+
+    async def main():
+        async with serving(tmp_path) as srv:
+            dev, _ = await RawClient.connect(srv.port, DEV_NAME, SECRET, 5)
+            sub, _ = await RawClient.connect(srv.port, "integrator", "integrator-pw", 5)
+
+            async def up(pid):
+                dev.send(Publish(up_topic(DEV), numerics(pid), qos=1, packet_id=pid))
+                assert (await dev.recv()).packet_id == pid
+
+            await up(1)  # nobody subscribed
+            assert await subscribe(sub, "vc/v1/dev/+/up", qos=0) == [0]
+            await up(2)
+            got = await sub.recv()
+            assert isinstance(got, Publish) and got.payload == numerics(2)
+            sub.send(Unsubscribe(7, ["vc/v1/dev/+/up"]))
+            assert (await sub.recv()).packet_id == 7
+            await up(3)
+            assert srv.stats()["messages_out"] == 1
+            dev.close()
+            sub.close()
 
     run(main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import math
 import ssl
 import time
 
@@ -161,6 +162,7 @@ def test_connect_flood_does_not_starve_connected_device(run, tmp_path):
                 for _ in range(20):
                     await asyncio.gather(*(attempt() for _ in range(50)))
 
+            t_flood = time.monotonic()
             task = asyncio.create_task(flood())
             rtts = []
             pid = 0
@@ -169,9 +171,12 @@ def test_connect_flood_does_not_starve_connected_device(run, tmp_path):
                 rtts.append(await publish_ok(dev, pid))
                 await asyncio.sleep(0.005)
             await task
+            t_flood = time.monotonic() - t_flood
             assert len(codes) == 1000 and set(codes) == {4, 5}  # bad password, not authorized
             st = srv.stats()
-            assert st["auth_failures"] == 20 and st["auth_rate_limited"] == 980
+            # burst 20, plus the bucket's refill (1 token/s) while the flood lasted
+            assert 20 <= st["auth_failures"] <= 20 + math.ceil(t_flood), t_flood
+            assert st["auth_failures"] + st["auth_rate_limited"] == 1000
             assert pid >= 3 and max(rtts) < 1.0, (pid, max(rtts))
             await publish_ok(dev, pid + 1)  # the rate limit does not touch connected clients
             dev.close()

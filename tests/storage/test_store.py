@@ -47,8 +47,10 @@ def test_round_trip_through_wal_buffers_and_parquet(tmp_path):
         for dev_id, frames in traffic.items():
             for f in frames:
                 store.feed(f, device_id=dev_id)
+        assert store.durable_lsn == 0
         lsn = store.commit()
         store.wait_durable(lsn)
+        assert store.durable_lsn == store.wal.durable_lsn >= lsn > 0
         # readable before the flush (pending) ...
         ts_before, v_before = stored_ecg(store, devs[0], 4)
         store.flush()

@@ -153,6 +153,7 @@ class SubscriptionTree:
         self._by_key: dict[Hashable, dict[str, int]] = {}
         self._cache: dict[str, tuple[Mapping, Mapping]] = {}
         self._cache_size = cache_size
+        self.version = 0  #: changes whenever a subscription is added or removed
 
     def __len__(self) -> int:
         return sum(len(f) for f in self._by_key.values())
@@ -173,6 +174,7 @@ class SubscriptionTree:
                 )
             node = child
         self._cache.clear()
+        self.version += 1
         subs = node.subs if group is None else node.shared.setdefault(group, {})
         new = key not in subs
         subs[key] = qos
@@ -188,6 +190,7 @@ class SubscriptionTree:
         if not filters:
             del self._by_key[key]
         self._cache.clear()
+        self.version += 1
         group, inner = split_shared(flt)
         path = [self._root]
         for level in inner.split("/"):
@@ -265,6 +268,11 @@ class SubscriptionTree:
     def match(self, topic: str) -> Mapping[Hashable, int]:
         """Non-shared subscribers of ``topic``, each with its highest matching QoS."""
         return self._lookup(topic)[0]
+
+    def has_match(self, topic: str) -> bool:
+        """Whether any subscription, shared or not, matches ``topic`` (one cached lookup)."""
+        subs, shared = self._lookup(topic)
+        return bool(subs) or bool(shared)
 
     def match_shared(self, topic: str) -> Mapping[tuple[str, str], Mapping[Hashable, int]]:
         """Shared subscriptions matching ``topic``: ``(group, filter) -> {key: qos}``.

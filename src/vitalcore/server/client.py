@@ -44,7 +44,7 @@ from ..mqtt.packets import REASON_CODES, PacketType
 from .auth import Principal, may_publish, may_subscribe
 from .broker import NEVER_EXPIRES
 from .session import Message, SubOptions
-from .topics import uplink_kind
+from .topics import up_topic, uplink_kind
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -104,6 +104,8 @@ class Client:
         self.state = _CONNECTING
         broker.pending_connects += 1
         self.principal: Principal | None = None
+        self.uplink: str | None = None  # a device's own binary uplink topic: ACL fast path
+        self._routed: tuple[int, bool] = (-1, False)  # (tree version, uplink has subscribers)
         self.session: Session | None = None
         self.client_id = ""
         self.will: Message | None = None
@@ -136,8 +138,20 @@ class Client:
         if self.closed:
             return
         self.last_rx = time.monotonic()
-        self.inbox.extend(packets)
-        self._drain()
+        inbox = self.inbox
+        if inbox or self.blocked is not None:
+            inbox.extend(packets)
+            self._drain()
+            return
+        dispatch = self._dispatch
+        for i, p in enumerate(packets):  # nothing waiting: no round trip through the inbox
+            if not dispatch(p):
+                inbox.extend(packets[i:])
+                return
+            if self.blocked is not None or self.closed:
+                if not self.closed:
+                    inbox.extend(packets[i + 1:])
+                return
 
     def protocol_fault(self, reason: int, message: str, level: int, abort: bool = False) -> None:
         """The parser failed: act on what came before, then close (``abort``: now)."""
@@ -277,6 +291,7 @@ class Client:
             if props.maximum_packet_size:
                 self.max_send_packet = props.maximum_packet_size
         self.principal = principal
+        self.uplink = up_topic(principal.device_id) if principal.is_device else None
         self.client_id = cid
         session, present = b.attach(self, principal, cid, p.clean_start, expiry)
         self.session = session
@@ -365,6 +380,8 @@ class Client:
                 return True
             self._block("acks")
             return False
+        if topic == self.uplink:  # what may_publish and uplink_kind would find, cheaper
+            return self._ingest(p, topic, self.principal.device_id, False)
         if not may_publish(self.principal, topic):
             b.count("acl_denied_publish")
             b.log_event(logging.WARNING, "acl_pub", "%r may not publish to %r", self, topic)
@@ -393,16 +410,24 @@ class Client:
             self.close(0x80)
             return True
         self._bp_since = None
-        b.count("uplink_messages")
-        b.count("uplink_frames", accepted)
+        counters = b.counters
+        counters["uplink_messages"] += 1
+        counters["uplink_frames"] += accepted
         if not accepted:
-            b.count("uplink_messages_without_frames")
+            counters["uplink_messages_without_frames"] += 1
         ack = self._ack(p.qos, p.packet_id, 0, False) if p.qos else None
         msg = None
-        if p.retain or b.has_subscribers(topic):
+        if topic == self.uplink:
+            version = b.tree.version
+            if self._routed[0] != version:
+                self._routed = (version, b.has_subscribers(topic))
+            routed = self._routed[1]
+        else:
+            routed = b.has_subscribers(topic)
+        if p.retain or routed:
             msg = Message.from_publish(topic, p.payload, p.qos, p.retain, p.properties,
                                        self.session.key)
-        b.batcher.add((self, ack, msg))
+        b.batcher.add((self, ack, msg), len(p.payload))
         return True
 
     def _backpressure(self) -> bool:
@@ -439,11 +464,14 @@ class Client:
         if self.closed:
             return
         acks = self.acks
+        out = []
         while acks and acks[0].ready:
             a = acks.popleft()
             if a.qos2_pid:
                 self.session.inbound_qos2.add(a.qos2_pid)
-            self.write(a.data)
+            out.append(a.data)
+        if out:  # one write (one system call) for every acknowledgement ready now
+            self.write(out[0] if len(out) == 1 else b"".join(out))
         if self.blocked == "acks" and len(acks) <= self.broker.limits.receive_maximum // 2:
             self._unblock()
 

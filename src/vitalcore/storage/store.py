@@ -264,6 +264,11 @@ class Store:
         self.feed(data, device_id)
         return self.commit()
 
+    @property
+    def durable_lsn(self) -> int:
+        """Highest LSN whose commit is durable (every LSN up to it is); 0 if none."""
+        return self.wal.durable_lsn
+
     def wait_durable(self, lsn: int, timeout: float | None = None) -> None:
         """Block until commit ``lsn`` is durable (StorageError if the WAL failed)."""
         if lsn:
