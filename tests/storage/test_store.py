@@ -79,6 +79,28 @@ def test_duplicates_are_dropped_before_the_wal(tmp_path):
     assert np.array_equal(v, sent_ecg(frames))
 
 
+def test_a_commit_larger_than_one_wal_record_is_split_and_survives_a_restart(tmp_path,
+                                                                           monkeypatch):
+    from vitalcore.storage import wal
+
+    monkeypatch.setattr(wal, "MAX_RECORD_BYTES", 8 << 10)  # 8 KiB records
+    devs, traffic = ward(n=3, seconds=8)
+    seen = []
+    with Store(tmp_path, flush_interval_s=0) as store:
+        store.add_commit_listener(lambda b: seen.append(b.n_frames))
+        for dev_id, frames in traffic.items():
+            for f in frames:
+                store.feed(f, device_id=dev_id)
+        store.wait_durable(store.commit())  # one commit of about 30 KiB of frames
+        assert store.wal.last_lsn >= 3  # logged as several records
+        assert sum(seen) == sum(map(len, traffic.values())) and len(seen) == store.wal.last_lsn
+        store.close(flush=False)  # no Parquet: the restart must replay every record
+    with Store(tmp_path, flush_interval_s=0) as store:
+        for dev in devs:
+            _, v = stored_ecg(store, dev, 8)
+            assert np.array_equal(v, sent_ecg(traffic[dev.device_id]))
+
+
 def test_restart_replays_the_wal_and_remembers_sequence_state(tmp_path):
     devs, traffic = ward(n=2)
     frames = traffic[devs[0].device_id]

@@ -219,15 +219,25 @@ class Store:
                 self._unlogged = None
             if batch.n_frames == 0:
                 return self.wal.last_lsn
-            try:
-                lsn = self.wal.append(batch.raw)  # queues only: never waits for the disk
-            except BackPressureError:
-                self._unlogged = batch
-                raise
-            self._add_pending(lsn, batch)
-        self.buffers.append(batch)
-        for listener in tuple(self._commit_listeners):
-            self._notify(listener, batch)
+            parts = _split(batch, self.wal.max_record_bytes)
+            logged: list[DecodedBatch] = []
+            refused: BackPressureError | None = None
+            for i, part in enumerate(parts):
+                try:
+                    lsn = self.wal.append(part.raw)  # queues only: never waits for the disk
+                except BackPressureError as exc:
+                    rest = parts[i:]
+                    self._unlogged = rest[0] if len(rest) == 1 else DecodedBatch.concat(rest)
+                    refused = exc
+                    break
+                self._add_pending(lsn, part)
+                logged.append(part)
+        for part in logged:  # what is in the WAL is live, also when the rest must wait
+            self.buffers.append(part)
+            for listener in tuple(self._commit_listeners):
+                self._notify(listener, part)
+        if refused is not None:
+            raise refused
         return lsn
 
     def add_commit_listener(self, callback: Callable[[DecodedBatch], None]) -> None:
@@ -441,3 +451,20 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+
+def _split(batch: DecodedBatch, max_bytes: int) -> list[DecodedBatch]:
+    """``batch`` as consecutive parts whose raw bytes each fit one WAL record."""
+    if len(batch.raw) <= max_bytes:
+        return [batch]
+    ends = np.cumsum(batch.tables["frames"]["raw_length"].astype(np.int64))
+    parts = []
+    start = 0
+    while start < len(ends):
+        base = ends[start - 1] if start else 0
+        stop = int(np.searchsorted(ends, base + max_bytes, side="right"))
+        stop = max(stop, start + 1)  # a single frame is far below any record limit
+        keep = np.zeros(len(ends), dtype=bool)
+        keep[start:stop] = True
+        parts.append(batch.select(keep))
+        start = stop
+    return parts

@@ -301,6 +301,11 @@ class WriteAheadLog:
         return self._durable_lsn
 
     @property
+    def max_record_bytes(self) -> int:
+        """Largest record :meth:`append` accepts, bytes."""
+        return self._max_record
+
+    @property
     def last_lsn(self) -> int:
         """Highest LSN handed out by :meth:`append`; 0 if the log has never held a record."""
         return self._last_lsn
