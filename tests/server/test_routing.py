@@ -335,3 +335,31 @@ def test_mosquitto_clients_auth_and_subscribe(run, tmp_path, version):
             assert srv.store.stats()["frames"] == 1
 
     run(main())
+
+
+def test_presence_listeners_see_devices_come_and_go(tmp_path, run):
+    """Device connections (not users') reach presence listeners; a raising one is counted."""
+    seen = []
+
+    def boom(dev, online):
+        raise RuntimeError("listener bug")
+
+    async def main():
+        async with serving(tmp_path) as srv:
+            srv.broker.add_presence_listener(lambda dev, online: seen.append((dev, online)))
+            srv.broker.add_presence_listener(boom)
+            user, _ = await RawClient.connect(srv.port, "viewer", "viewer-pw", 5)
+            dev, _ = await RawClient.connect(srv.port, DEV_NAME, SECRET, 5, client_id="a")
+            await wait_for(lambda: seen == [(DEV, True)])
+            dev.abort()  # a lost link, not a DISCONNECT
+            await wait_for(lambda: seen == [(DEV, True), (DEV, False)])
+            dev2, _ = await RawClient.connect(srv.port, DEV2_NAME, SECRET2, 4)
+            await wait_for(lambda: seen[-1] == (DEV2, True))
+            dev2.send_raw(b"\xe0\x00")  # DISCONNECT
+            await wait_for(lambda: seen[-1] == (DEV2, False))
+            user.close()
+            return srv.broker.stats()
+
+    stats = run(main())
+    assert seen == [(DEV, True), (DEV, False), (DEV2, True), (DEV2, False)]
+    assert stats["presence_listener_errors"] == 4

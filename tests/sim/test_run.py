@@ -119,3 +119,23 @@ def test_leads_off_episode_stored_as_it_happened(job, reopened):
     assert during.any()
     assert not ecg[::64][during].any()  # flat during the episode
     assert ecg[::64][~during].any()
+
+
+def test_alarms_leads_off_raised_and_ended_no_offline_alarm_for_a_short_link_drop(job):
+    """The job's alarm engine: the leads-off episode raises and ends its alarm (printed and
+    in the durable alarm log); the 4 s link drop is within the reconnect grace period, so
+    no device.offline alarm."""
+    from vitalcore.alarms import AlarmLog
+
+    s, root, lines = job
+    leads_dev = list(s.devices)[1]
+    assert ("raised", "leads_off", leads_dev) in s.alarms
+    assert ("ended", "leads_off", leads_dev) in s.alarms
+    assert not [a for a in s.alarms if a[1] == "device.offline"]
+    assert any("alarm raised: medium leads_off" in line for line in lines)
+    log = AlarmLog(root / "alarms")
+    try:
+        t = log.read(0, 2**62, device_id=leads_dev).to_pydict()
+    finally:
+        log.close()
+    assert "leads_off" in t["code"]

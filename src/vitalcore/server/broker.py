@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -140,6 +141,7 @@ class Broker:
         self.pending_connects = 0
         self.retained: dict[str, Message] = {}
         self.counters: Counter[str] = Counter()
+        self._presence: list[Callable[[int, bool], None]] = []
         lim = self.limits
         self.batcher = CommitBatcher(sink, self.loop, self._durable, self._commit_failed,
                                      retry_s=lim.backpressure_poll_s,
@@ -198,6 +200,24 @@ class Broker:
         self.clients.add(client)
         return client
 
+    def add_presence_listener(self, callback: Callable[[int, bool], None]) -> None:
+        """Call ``callback(device_id, online)`` when a device's connection is established
+        (after CONNACK's session lookup) and when it ends (normally, by keep-alive
+        timeout, takeover or a lost link). Runs on the event loop; must be quick
+        (e.g. :meth:`vitalcore.alarms.AlarmEngine.device_connected`). Exceptions are
+        logged and counted (``presence_listener_errors``)."""
+        self._presence.append(callback)
+
+    def _tell_presence(self, principal: Principal, online: bool) -> None:
+        if not principal.device_id:
+            return
+        for callback in self._presence:
+            try:
+                callback(principal.device_id, online)
+            except Exception:  # noqa: BLE001 - a listener must not break the broker
+                self.count("presence_listener_errors")
+                log.exception("presence listener failed")
+
     def attach(self, client: Client, principal: Principal, client_id: str, clean_start: bool,
                expiry_s: int) -> tuple[Session, bool]:
         """Find or create the session of (principal, client id); take it over if it is
@@ -218,6 +238,7 @@ class Broker:
             elif old.will_handle is not None:  # resumed before the Will Delay: no Will
                 old.will_handle.cancel()
                 old.will_handle = old.pending_will = None
+        self._tell_presence(principal, True)
         if old is None:
             session = self.sessions[key] = Session(self, key, expiry_s)
             return session, False
@@ -227,6 +248,7 @@ class Broker:
     def detached(self, session: Session, principal: Principal, will: Message | None,
                  will_delay: int) -> None:
         """The connection of ``session`` ended; ``will`` unless it closed normally."""
+        self._tell_presence(principal, False)
         if will is not None:
             if will_delay and session.expiry_s:
                 session.pending_will = (principal, will)

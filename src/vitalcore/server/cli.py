@@ -48,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
                     "--upstream runs without an embedded listener")
     ap.add_argument("--sync", default="group", choices=("group", "always", "none"),
                     help="WAL durability policy (default: %(default)s)")
+    ap.add_argument("--no-alarms", action="store_true",
+                    help="do not run the alarm engine (default: on; log in DATA/alarms, events "
+                    "on vc/v1/alarms/_unassigned/# until wards are wired in: docs/alarms.md; off with "
+                    "--upstream)")
     ap.add_argument("--add-device", metavar="HEX16",
                     help="add/replace a device account (secret read from stdin/prompt), then exit")
     ap.add_argument("--add-user", metavar="NAME",
@@ -135,6 +139,21 @@ def _upstream_config(args: argparse.Namespace):
         sys.exit(f"--upstream: {exc}")
 
 
+def _alarm_engine(store, server, data: str):
+    """The alarm engine on ``store`` (plugins from the ``vitalcore.alarms`` entry points),
+    published through the embedded broker and told of device connections, if it runs."""
+    from ..alarms import AlarmEngine, AlarmLog, AlarmPublisher
+
+    engine = AlarmEngine(alarm_log=AlarmLog(os.path.join(data, "alarms")))
+    engine.load_plugins()
+    if server is not None and server.broker is not None:
+        engine.add_listener(AlarmPublisher(server.broker.publish, lambda device_id: None))
+        server.broker.add_presence_listener(
+            lambda dev, up: (engine.device_connected if up else engine.device_disconnected)(dev))
+    engine.attach(store)
+    return engine
+
+
 async def _serve(args: argparse.Namespace) -> None:
     from ..storage.store import Store
     from .app import Server
@@ -161,6 +180,7 @@ async def _serve(args: argparse.Namespace) -> None:
         from .upstream import UpstreamConsumer
 
         consumer = UpstreamConsumer(store, upstream, stats_interval_s=args.upstream_stats_interval)
+    engine = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -174,6 +194,12 @@ async def _serve(args: argparse.Namespace) -> None:
     try:
         if server is not None:
             await server.start()
+        if not args.no_alarms and upstream is None:
+            engine = _alarm_engine(store, server, args.data)
+        elif upstream is not None:  # a node may see only part of each device's stream
+            logging.getLogger("vitalcore.server").warning(
+                "alarms are off in scale-out mode: a shared subscription may split a device's "
+                "stream between nodes (docs/scale-out.md)")
         if coap is not None:
             await coap.start()
         if consumer is not None:
@@ -198,6 +224,8 @@ async def _serve(args: argparse.Namespace) -> None:
             await coap.stop()
         if server is not None:
             await server.stop()
+        if engine is not None:
+            engine.close()
         store.close()
     if failed is not None:
         sys.exit(f"upstream consumer ended: {failed}")

@@ -9,7 +9,9 @@ gmqtt. Every 5 s a status line; after ``--bp-after`` seconds a ward-wide "measur
 now" (one START_NIBP COMMAND per device through
 :class:`~vitalcore.server.commands.CommandCenter`), whose results (NIBP numerics as
 stored, against each device's true pressure, or the device's refusal) are printed as
-they arrive. Ctrl-C or ``--duration`` ends it: devices drain and disconnect, the
+they arrive. An :class:`~vitalcore.alarms.AlarmEngine` watches the store (its log in
+``alarms/`` of the data directory, events published on ``vc/v1/alarms/<ward>/...``) and
+every alarm raised, latched or ended is printed. Ctrl-C or ``--duration`` ends it: devices drain and disconnect, the
 server acknowledges what is durable, the store flushes, a summary is printed.
 """
 
@@ -31,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import protocol as P
+from ..alarms import AlarmEngine, AlarmEvent, AlarmLog, AlarmPublisher, EventKind
 from ..errors import UsageError
 from ..server import Accounts, Server
 from ..server.auth import SCRYPT_LOG2_N
@@ -45,6 +48,8 @@ ACCOUNTS_FILE = "accounts.json"
 CREDENTIALS_FILE = "sim-devices.json"
 BP_COMMAND_ID = 1000  #: command id of the first ward-wide BP command (then +1 each)
 BP_TIMEOUT_S = 300.0  #: a measurement not finished by then is reported TIMEOUT
+WARD = "demo-ward"  #: the simulated ward's alarm topic level (vc/v1/alarms/demo-ward/#)
+_SHOWN = (EventKind.RAISED, EventKind.LATCHED, EventKind.ESCALATED, EventKind.ENDED)
 
 
 @dataclass
@@ -80,6 +85,7 @@ class RunSummary:
     latency_p50_ms: float = float("nan")
     latency_p99_ms: float = float("nan")
     link_drops: list[tuple[float, float]] = field(default_factory=list)
+    alarms: list[tuple[str, str, int]] = field(default_factory=list)  # (kind, code, device)
 
 
 def _now_us() -> int:
@@ -161,6 +167,31 @@ def _status_line(server: Server, store, ward: Ward, prev: dict, latencies: list[
             f"publish->ack {lat}")
 
 
+def _alarms(server: Server, store, root: Path, summary: RunSummary,
+            out: Callable[[str], None]) -> AlarmEngine:
+    """The alarm engine on ``store``: logged, published on MQTT, printed."""
+    loop = asyncio.get_running_loop()
+    engine = AlarmEngine(alarm_log=AlarmLog(root / "alarms"))
+    engine.add_listener(AlarmPublisher(server.broker.publish, lambda device_id: WARD))
+
+    def show(ev: AlarmEvent) -> None:  # engine thread: hop to the loop
+        if ev.kind in _SHOWN:
+            loop.call_soon_threadsafe(_show_alarm, ev, summary, out)
+
+    engine.add_listener(show)
+    server.broker.add_presence_listener(
+        lambda dev, online: (engine.device_connected if online else engine.device_disconnected)(dev))
+    engine.attach(store)
+    return engine
+
+
+def _show_alarm(ev: AlarmEvent, summary: RunSummary, out: Callable[[str], None]) -> None:
+    a = ev.alarm
+    summary.alarms.append((str(ev.kind), a.code, a.device_id))
+    out(f"[{time.strftime('%H:%M:%S')}] alarm {ev.kind}: {a.priority.name.lower()} {a.code} "
+        f"device {a.device_id:016x}: {a.message}")
+
+
 async def _start_server(store, accounts: Accounts, port: int, out) -> Server:
     server = Server(store, accounts, host="127.0.0.1", port=port)
     try:
@@ -232,6 +263,7 @@ async def run_job(devices: int = 12, data_dir: str | None = None, *,
     store = Store(root / "store")
     bp: _BpRound | None = None
     center: CommandCenter | None = None
+    engine: AlarmEngine | None = None
     latencies_all: list[float] = []
     try:
         server = await _start_server(store, accounts, port, out)
@@ -240,9 +272,11 @@ async def run_job(devices: int = 12, data_dir: str | None = None, *,
                     nibp_deflate_mmhg_s=nibp_deflate_mmhg_s, **ward_options)
         summary = RunSummary(str(root), server.port or 0, 0.0,
                              devices={w.device_id: w for w in ward.wearables})
+        engine = _alarms(server, store, root, summary, out)
         out(f"vitalcore: MQTT server on 127.0.0.1:{server.port}, store in {root / 'store'}; "
             f"{devices} simulated wearables (accounts in {acc_path}, device secrets in "
-            f"{root / CREDENTIALS_FILE})")
+            f"{root / CREDENTIALS_FILE}); alarms on vc/v1/alarms/{WARD}/#, logged in "
+            f"{root / 'alarms'}")
         if ward.scenarios:
             names = [w.device_id for w in ward.wearables]
             at, dur = ward.link_drop
@@ -290,6 +324,8 @@ async def run_job(devices: int = 12, data_dir: str | None = None, *,
             summary.server = server.stats()
             await server.stop()
     finally:
+        if engine is not None:
+            engine.close()
         store.close()
     summary.store = store.stats()
     summary.ward = ward.counters(latencies_all).as_dict()
@@ -319,6 +355,9 @@ def _print_summary(s: RunSummary, out: Callable[[str], None]) -> None:
         f"device errors {w['device_errors']}")
     out(f"  publish->PUBACK latency p50 {s.latency_p50_ms:.1f} ms, p99 {s.latency_p99_ms:.1f} ms "
         f"over {w['latency_samples']:,} messages")
+    raised = sorted({code for kind, code, _ in s.alarms if kind == EventKind.RAISED})
+    out(f"  alarms raised: {sum(k == EventKind.RAISED for k, _, _ in s.alarms)}"
+        + (f" ({', '.join(raised)})" if raised else ""))
     if s.bp:
         ok = [r for r in s.bp.values() if r.ok]
         if ok:
