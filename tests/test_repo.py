@@ -30,7 +30,7 @@ def _ruff() -> str | None:
 
 @pytest.mark.skipif(_ruff() is None, reason="ruff not installed (pip install '.[test]')")
 def test_ruff_clean():
-    dirs = [d for d in ("src", "tests", "benchmarks", "examples") if (ROOT / d).is_dir()]
+    dirs = [d for d in ("src", "tests", "benchmarks", "examples", "fuzz") if (ROOT / d).is_dir()]
     out = subprocess.run([_ruff(), "check", *dirs], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
 

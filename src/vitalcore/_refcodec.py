@@ -163,6 +163,10 @@ def encode_waveform(
     return _frame(frame_type, device_id, seq, ts_us, payload)
 
 
+#: Smallest magnitude that rounds to infinity as IEEE binary32 (round to nearest even).
+_F32_OVERFLOW = 2.0**128 - 2.0**103
+
+
 def check_numerics(
     entries: Iterable[tuple[int, float] | tuple[int, float, int]],
 ) -> list[tuple[int, int, float]]:
@@ -173,6 +177,9 @@ def check_numerics(
         status = int(e[2]) if len(e) > 2 else P.NumericStatus.VALID
         if not 0 <= code <= 255 or status not in (0, 1, 2):
             raise UsageError(f"bad numeric entry {e!r}")
+        if math.isfinite(value) and abs(value) >= _F32_OVERFLOW:
+            # checked for every status and code: the value is written as f32 either way
+            raise UsageError(f"numeric code {code} value {value} does not fit float32")
         if status != P.NumericStatus.UNAVAILABLE and code in P.NUMERIC_RANGES:
             lo, hi = P.NUMERIC_RANGES[code]
             if not lo <= value <= hi:
@@ -198,7 +205,11 @@ def encode_numerics(
 
 
 def serial_bytes(serial: str | bytes) -> bytes:
-    b = serial.encode("ascii") if isinstance(serial, str) else bytes(serial)
+    if isinstance(serial, str):
+        # non-ASCII text fails the printable check below (UsageError, not UnicodeEncodeError)
+        b = serial.encode("ascii") if serial.isascii() else b"\0"
+    else:
+        b = bytes(serial)
     if not 1 <= len(b) <= P.SERIAL_SIZE or any(c < 0x20 or c > 0x7E for c in b):
         raise UsageError(f"serial must be 1..16 printable ASCII characters: {serial!r}")
     return b

@@ -111,7 +111,10 @@ _decoder = msgspec.json.Decoder(JsonFrame | list[JsonFrame])
 
 def parse(document: bytes | str) -> JsonFrame | list[JsonFrame]:
     """Parse and validate a JSON document (msgspec.ValidationError/DecodeError if bad)."""
-    return _decoder.decode(document)
+    try:
+        return _decoder.decode(document)
+    except UnicodeDecodeError as exc:  # msgspec's error for ill-formed UTF-8 in a string
+        raise msgspec.DecodeError(f"invalid UTF-8 in a JSON string: {exc}") from exc
 
 
 def _lookup(table: dict[str, int], name: str | int, what: str) -> int:
@@ -285,7 +288,7 @@ class JsonFrameDecoder:
     def feed(self, document: bytes | str, device_id: int = 0) -> int:
         """Decode one JSON document; return how many of its frames were accepted."""
         try:
-            parsed = _decoder.decode(document)
+            parsed = parse(document)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             data = document.encode() if isinstance(document, str) else bytes(document)
             self.decoder.count_reject(P.RejectReason.BAD_JSON, data, device_id)

@@ -442,7 +442,7 @@ cdef class MqttParser:
 
     @property
     def pending_bytes(self):
-        """Bytes held of a packet not yet complete."""
+        """Bytes held of a packet not yet complete (0 after a protocol error)."""
         if self._state == PS_LENGTH:
             return 1 + self._rl_bytes
         if self._state == PS_BODY:

@@ -231,6 +231,7 @@ class MqttParser:
                 out.append(pkt)
         except MqttProtocolError as e:
             self._failed = True
+            self._buf.clear()  # a failed parser holds nothing (as the Cython parser)
             e.packets = out
             raise
         return out

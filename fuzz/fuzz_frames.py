@@ -1,0 +1,26 @@
+#!/usr/bin/env python3
+"""atheris harness: the wire-format v1 frame decoder (Cython) against its pure-Python twin.
+
+Run: ``PYTHONPATH=src:fuzz python fuzz/fuzz_frames.py [libFuzzer options] [corpus dirs]``
+(or ``python fuzz/run.py frames``). The invariants are in ``fuzz/frame_invariants.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)),
+                os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")]
+
+from fuzzlib import main  # noqa: E402
+
+
+def _load():
+    import frame_invariants
+
+    return frame_invariants.check
+
+
+if __name__ == "__main__":
+    main(_load, native=("framecodec",))

@@ -1,0 +1,26 @@
+#!/usr/bin/env python3
+"""atheris harness: the MQTT 3.1.1/5 packet parser and encoders (Cython) against their pure-Python twin.
+
+Run: ``PYTHONPATH=src:fuzz python fuzz/fuzz_mqtt.py [libFuzzer options] [corpus dirs]``
+(or ``python fuzz/run.py mqtt``). The invariants are in ``fuzz/mqtt_invariants.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)),
+                os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")]
+
+from fuzzlib import main  # noqa: E402
+
+
+def _load():
+    import mqtt_invariants
+
+    return mqtt_invariants.check
+
+
+if __name__ == "__main__":
+    main(_load, native=("mqttcodec",))

@@ -1,0 +1,1 @@
+"""Coverage-instrumented builds of the Cython codecs for fuzzing (see docs/fuzzing.md)."""

@@ -1,0 +1,150 @@
+"""Run fuzz campaigns (or rebuild the seed corpus) and print what they did.
+
+Examples (from the repository root)::
+
+    python fuzz/run.py frames --time 3600            # one hour on the frame decoder
+    python fuzz/run.py all --time 600 --nice          # 10 min per target, lowest priority
+    python fuzz/run.py mqtt --runs 10000000           # stop after 10 M executions
+    python fuzz/run.py frames --native --time 1800    # C code of the codec instrumented too
+    python fuzz/run.py --reseed                       # seeds + finds -> fuzz/corpus/
+
+Each campaign runs ``fuzz/fuzz_<target>.py`` under libFuzzer (atheris) with the
+checked-in corpus ``fuzz/corpus/<target>/`` read-only and a working corpus in
+``fuzz/work/<target>/`` (git-ignored, delete it freely), always bounded by
+``-max_total_time``. It prints executions,
+executions per second, coverage (libFuzzer's ``cov``/``ft``), corpus size and the crash
+files written to ``fuzz/artifacts/<target>/``. A crash means an invariant of
+``fuzz/<target>_invariants.py`` broke: turn the file into a test in
+``tests/fuzz/test_regressions.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+TARGETS = ("frames", "mqtt", "json")
+MAX_LEN = {"frames": 8192, "mqtt": 4096, "json": 4096}
+_STAT = re.compile(r"^stat::(\w+):\s+(\d+)", re.M)
+_PROGRESS = re.compile(r"#(\d+)\s+\w+\s+(?:cov: (\d+) )?ft: (\d+) corp: (\d+)/(\S+)")
+NATIVE_EXT = {"frames": "framecodec", "mqtt": "mqttcodec", "json": "framecodec"}
+
+
+def env(native: bool = False) -> dict[str, str]:
+    e = dict(os.environ)
+    if native:
+        e["VC_FUZZ_NATIVE"] = "1"
+    e["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(HERE), e.get("PYTHONPATH", "")])
+    return e
+
+
+def command(target: str, args: list[str], nice: bool) -> list[str]:
+    cmd = [sys.executable, str(HERE / f"fuzz_{target}.py"), *args]
+    return ["nice", "-n", "19", *cmd] if nice else cmd
+
+
+def campaign(target: str, seconds: int, runs: int, nice: bool, native: bool,
+             jobs_log: Path | None) -> dict:
+    work = HERE / "work" / target
+    artifacts = HERE / "artifacts" / target
+    work.mkdir(parents=True, exist_ok=True)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    before = set(artifacts.iterdir())
+    args = [
+        str(work), str(HERE / "corpus" / target),
+        f"-max_total_time={seconds}", f"-max_len={MAX_LEN[target]}", "-print_final_stats=1",
+        f"-artifact_prefix={artifacts}/", "-timeout=10", "-rss_limit_mb=2048",
+    ]
+    if runs:
+        args.append(f"-runs={runs}")
+    t0 = time.monotonic()
+    if native and not list((HERE / "work" / "native").glob(f"{NATIVE_EXT[target]}.*.so")):
+        subprocess.run([sys.executable, str(HERE / "native" / "build.py"), NATIVE_EXT[target]],
+                       check=True, cwd=ROOT)
+    proc = subprocess.run(command(target, args, nice), env=env(native), cwd=ROOT,
+                          capture_output=True, text=True, timeout=seconds + 600)
+    elapsed = time.monotonic() - t0
+    log = proc.stdout + proc.stderr
+    if jobs_log:
+        jobs_log.write_text(log)
+    stats = {k: int(v) for k, v in _STAT.findall(log)}
+    progress = _PROGRESS.findall(log)
+    last = progress[-1] if progress else ("0", "0", "0", "0", "0b")
+    crashes = sorted(str(p.relative_to(ROOT)) for p in set(artifacts.iterdir()) - before)
+    return {
+        "target": target,
+        "executions": stats.get("number_of_executed_units", int(last[0])),
+        "exec_per_s": stats.get("average_exec_per_sec", 0),
+        "seconds": round(elapsed),
+        "cov": int(last[1] or 0),
+        "ft": int(last[2]),
+        "corpus": f"{last[3]} inputs / {last[4]}",
+        "exit": proc.returncode,
+        "crashes": crashes,
+    }
+
+
+def reseed() -> None:
+    """Seeds, the checked-in corpus and campaign finds, minimised into fuzz/corpus/."""
+    sys.path[:0] = [str(HERE), str(ROOT / "src")]
+    import seeds
+
+    with tempfile.TemporaryDirectory() as tmp:
+        print("seeds:", seeds.write(Path(tmp)))
+        for target in TARGETS:
+            corpus = HERE / "corpus" / target
+            corpus.mkdir(parents=True, exist_ok=True)
+            merged = Path(tmp) / f"merged-{target}"
+            merged.mkdir()
+            sources = [str(Path(tmp) / target), str(corpus)]
+            if (HERE / "work" / target).is_dir():  # fold in what campaigns found
+                sources.append(str(HERE / "work" / target))
+            subprocess.run(command(target, ["-merge=1", str(merged), *sources,
+                                            f"-max_len={MAX_LEN[target]}"], True),
+                           env=env(), cwd=ROOT, capture_output=True, check=True, timeout=900)
+            shutil.rmtree(corpus)
+            shutil.copytree(merged, corpus)
+            size = sum(p.stat().st_size for p in corpus.iterdir())
+            print(f"{target}: {len(list(corpus.iterdir()))} inputs, {size} bytes")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("target", nargs="?", choices=[*TARGETS, "all"], default="all")
+    ap.add_argument("--time", type=int, default=600, help="seconds per target (bound)")
+    ap.add_argument("--runs", type=int, default=0, help="stop after this many executions")
+    ap.add_argument("--nice", action="store_true", help="run at nice 19 (shared machines)")
+    ap.add_argument("--native", action="store_true",
+                    help="instrumented C build of the codecs (fuzz/native/build.py)")
+    ap.add_argument("--log", type=Path, help="directory for the full libFuzzer logs")
+    ap.add_argument("--reseed", action="store_true", help="rebuild fuzz/corpus and exit")
+    a = ap.parse_args()
+    if a.reseed:
+        reseed()
+        return 0
+    failed = False
+    for target in TARGETS if a.target == "all" else (a.target,):
+        log = None
+        if a.log:
+            a.log.mkdir(parents=True, exist_ok=True)
+            log = a.log / f"{target}-{time.strftime('%Y%m%dT%H%M%S')}.log"
+        r = campaign(target, a.time, a.runs, a.nice, a.native, log)
+        print(f"{r['target']}: {r['executions']:,} executions in {r['seconds']} s "
+              f"({r['exec_per_s']:,}/s), {'native, ' if a.native else ''}"
+              f"cov {r['cov'] or 'n/a'} ft {r['ft']}, corpus {r['corpus']}, "
+              f"crashes: {len(r['crashes'])} {r['crashes'] or ''}", flush=True)
+        failed |= bool(r["crashes"]) or r["exit"] != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
