@@ -4,7 +4,9 @@
   nodes): organisation tree, device registry and reprocessing, admissions, transfers,
   transport, bindings, discharge, users and role grants, the audit log.
 - Lookups for other subsystems: :meth:`ClinicalStore.device_spans` (→ :class:`DeviceSpan`),
-  :meth:`ClinicalStore.patient_of`, :meth:`ClinicalStore.devices_of_ward`.
+  :meth:`ClinicalStore.patient_of`, :meth:`ClinicalStore.devices_of_ward`,
+  :meth:`ClinicalStore.device_wards`; :class:`WardDirectory` (:mod:`.wards`): device → ward
+  now, refreshed in the background, for alarm topic routing.
 - Access control: :class:`Role`, :class:`Permission`, :data:`ROLE_PERMISSIONS`,
   :class:`Resource`, :meth:`ClinicalStore.authorize` (raises
   :class:`~vitalcore.errors.AccessDenied`, audited).
@@ -47,6 +49,7 @@ from .model import (
 from .records import SAMPLE_SCHEMA, AlarmLogSource, AlarmSource, Channel, DeviceHistory, Records
 from .spans import DeviceSpan
 from .store import ClinicalStore, open_store
+from .wards import WardDirectory
 
 
 def __getattr__(name: str):
@@ -66,6 +69,7 @@ __all__ = [
     "schema_version",
     "SCHEMA_VERSION",
     "DeviceSpan",
+    "WardDirectory",
     "Placement",
     "DeviceInfo",
     "DeviceEvent",

@@ -10,7 +10,9 @@ integrator accounts keep working.
 A clinical user's :class:`~vitalcore.server.auth.Principal` has role ``viewer`` and a
 :class:`ClinicalScope`: a SUBSCRIBE to ``vc/v1/dev/<id>/...`` is allowed when the user may
 ``read_vitals`` on that device *now* (for a ward nurse: the device is bound to a patient
-of their ward), a PUBLISH on ``vc/v1/dev/<id>/cmd`` when they may ``command_devices``.
+of their ward), a PUBLISH on ``vc/v1/dev/<id>/cmd`` when they may ``command_devices``, a
+SUBSCRIBE to ``vc/v1/alarms/<ward>/...`` (one named ward) when they may ``read_vitals`` on
+the ward.
 Each decision is an audited :meth:`~ClinicalStore.authorize`.
 
 A verified login stays cached (``cache_ttl_s``) but every cache hit re-reads the
@@ -40,26 +42,31 @@ class ClinicalScope:
         self.store = store
         self.user = user
 
-    def _allowed(self, permission: Permission, device_id: int, action: str) -> bool:
+    def _allowed(self, permission: Permission, resource: Resource, action: str) -> bool:
         try:
-            self.store.authorize(self.user, permission, Resource.device(device_id),
-                                 action=action)
-        except (AccessDenied, UsageError) as exc:  # denied or unknown device: audited
+            self.store.authorize(self.user, permission, resource, action=action)
+        except (AccessDenied, UsageError) as exc:  # denied or unknown resource: audited
             log.debug("%s: %s", action, exc)
             return False
         except VitalcoreError as exc:  # the store failed: refuse, and say so
-            log.warning("%s of %r on %016x refused, clinical store failed: %s",
-                        action, self.user, device_id, exc)
+            log.warning("%s of %r on %s refused, clinical store failed: %s",
+                        action, self.user, resource, exc)
             return False
         return True
 
     def may_read(self, device_id: int) -> bool:
         """``read_vitals`` on the device now (audited)."""
-        return self._allowed(Permission.READ_VITALS, device_id, "mqtt_subscribe")
+        return self._allowed(Permission.READ_VITALS, Resource.device(device_id),
+                             "mqtt_subscribe")
 
     def may_command(self, device_id: int) -> bool:
         """``command_devices`` on the device now (audited)."""
-        return self._allowed(Permission.COMMAND_DEVICES, device_id, "mqtt_command")
+        return self._allowed(Permission.COMMAND_DEVICES, Resource.device(device_id),
+                             "mqtt_command")
+
+    def may_read_ward(self, ward_id: str) -> bool:
+        """``read_vitals`` on the ward now (audited): its alarm topics."""
+        return self._allowed(Permission.READ_VITALS, Resource.ward(ward_id), "mqtt_alarms")
 
 
 class ClinicalAccounts(Accounts):

@@ -154,6 +154,33 @@ class LookupPart(StoreCore):
                 "ORDER BY b.device_id", (ward_id, t_us, t_us, t_us, t_us))
         return [int(k, 16) for (k,) in rows]
 
+    def device_wards(self, t_us: int | None = None) -> dict[int, str | None]:
+        """Every device bound at ``t_us`` (default now) → its patient's ward then.
+
+        One statement: bindings open at ``t_us`` joined with the patient's placement at
+        ``t_us``. A patient in transport (or, inconsistently, with no placement) maps to
+        None. Engine-internal (not audited): it feeds the alarm topic routing of
+        :class:`~vitalcore.clinical.wards.WardDirectory`.
+
+        Parameters
+        ----------
+        t_us : int, optional
+            µs since the epoch (bindings and placements are ``[start, end)``).
+
+        Returns
+        -------
+        dict of int to str or None
+            Device id (u64) → ward id.
+        """
+        t = self._time(t_us)
+        with self.db.transaction(write=False) as tx:
+            rows = tx.all(
+                "SELECT b.device_id, p.ward_id FROM bindings b LEFT JOIN placements p "
+                "ON p.patient_id = b.patient_id AND p.start_us <= ? "
+                "AND (p.end_us IS NULL OR p.end_us > ?) "
+                "WHERE b.start_us <= ? AND (b.end_us IS NULL OR b.end_us > ?)", (t, t, t, t))
+        return {int(k, 16): ward for k, ward in rows}
+
     def patients_of_ward(self, ward_id: str, t_us: int, *,
                          user: str | None = None) -> list[str]:
         """Patients placed in the ward at ``t_us``, by id (unknown ward: UsageError)."""

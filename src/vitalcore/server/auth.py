@@ -68,6 +68,8 @@ _KEY_BYTES = 32
 _MAX_LOG2_N = 20
 
 ROLES = ("viewer", "operator", "admin")
+#: alarm events, ``vc/v1/alarms/<ward>/<device>/event`` (:mod:`vitalcore.alarms.mqtt`)
+ALARM_PREFIX = "vc/v1/alarms/"
 
 
 def _b64(b: bytes) -> str:
@@ -135,6 +137,10 @@ class DeviceScope(Protocol):
     def may_command(self, device_id: int) -> bool:
         """Whether the user may send ``device_id`` commands now."""
 
+    def may_read_ward(self, ward_id: str) -> bool:
+        """Whether the user may receive the alarms of ward ``ward_id`` now (optional: a
+        scope without this method grants no ``vc/v1/alarms/<ward>/...`` filter)."""
+
 
 @dataclass(frozen=True, eq=False)
 class Principal:
@@ -155,7 +161,8 @@ class Principal:
     scope : DeviceScope or None
         A user's dynamic device scope, consulted besides ``devices`` and ``grants``:
         ``vc/v1/dev/<id>/...`` filters of a device it may read, ``cmd`` topics of a
-        device it may command.
+        device it may command, ``vc/v1/alarms/<ward>/...`` filters of a ward whose
+        alarms it may read.
     """
 
     name: str
@@ -205,7 +212,8 @@ def may_publish(principal: Principal, topic: str) -> bool:
 
 def may_subscribe(principal: Principal, flt: str) -> bool:
     """ACL for SUBSCRIBE: a device only its own ``cmd`` topic (no wildcard, not shared);
-    a user any filter covered by its grants (a ``$share/group/`` prefix is allowed)."""
+    a user any filter covered by its grants (a ``$share/group/`` prefix is allowed), or
+    allowed by its dynamic scope (a device's subtree, or one named ward's alarms)."""
     if topic_filter_error(flt):
         return False
     if principal.is_device:
@@ -213,7 +221,15 @@ def may_subscribe(principal: Principal, flt: str) -> bool:
     _, inner = split_shared(flt)
     if any(filter_covers(g, inner) for g in principal.subscribe_grants()):
         return True
-    if principal.scope is None or not inner.startswith(PREFIX):
+    if principal.scope is None:
+        return False
+    if inner.startswith(ALARM_PREFIX):  # one named ward (no wildcard, no _unassigned/_system)
+        ward = inner[len(ALARM_PREFIX):].partition("/")[0]
+        may_read_ward = getattr(principal.scope, "may_read_ward", None)
+        return (may_read_ward is not None and ward not in ("", "+", "#")
+                and not ward.startswith("_")
+                and filter_covers(f"{ALARM_PREFIX}{ward}/#", inner) and may_read_ward(ward))
+    if not inner.startswith(PREFIX):
         return False
     device = parse_device_name(inner[len(PREFIX):].partition("/")[0])
     return (device is not None and filter_covers(f"{PREFIX}{device_name(device)}/#", inner)

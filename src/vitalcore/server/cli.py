@@ -8,6 +8,13 @@ Create accounts, then serve::
     python -m vitalcore serve --data /var/lib/vitalcore --accounts accounts.json \\
         --port 1883 --tls-port 8883 --cert server.pem --key server.key
 
+With the clinical organisation (docs/clinical.md): users and devices log in with their
+clinical accounts, alarm events go to the topic of the device's current ward; a
+PostgreSQL password comes from $PGPASSWORD or ~/.pgpass, as libpq reads them::
+
+    python -m vitalcore serve --data /var/lib/vitalcore --clinical /var/lib/vitalcore/clinical.sqlite
+    python -m vitalcore serve --clinical "postgresql://vitalcore@db.example/clinical"
+
 Scale-out (docs/scale-out.md): consume the uplinks from a broker cluster as one member of
 a shared subscription; the password comes from $VITALCORE_UPSTREAM_PASSWORD or a file::
 
@@ -44,14 +51,19 @@ def _parser() -> argparse.ArgumentParser:
                     help="CoAP (UDP) port for low-power devices (default: none; see docs/server.md)")
     ap.add_argument("--cert", help="TLS certificate chain (PEM)")
     ap.add_argument("--key", help="TLS private key (PEM)")
-    ap.add_argument("--accounts", help="accounts file (JSON, mode 0600); required unless "
-                    "--upstream runs without an embedded listener")
+    ap.add_argument("--accounts", help="accounts file (JSON, mode 0600); this or --clinical is "
+                    "required unless --upstream runs without an embedded listener")
+    ap.add_argument("--clinical", metavar="TARGET",
+                    help="clinical store (SQLite path, or postgresql:// URL / libpq string; "
+                    "password from $PGPASSWORD or ~/.pgpass): MQTT/CoAP logins of its users "
+                    "and devices, alarm topics by the device's current ward. With --accounts "
+                    "too, the file's accounts are looked up first (docs/clinical.md)")
     ap.add_argument("--sync", default="group", choices=("group", "always", "none"),
                     help="WAL durability policy (default: %(default)s)")
     ap.add_argument("--no-alarms", action="store_true",
                     help="do not run the alarm engine (default: on; log in DATA/alarms, events "
-                    "on vc/v1/alarms/_unassigned/# until wards are wired in: docs/alarms.md; off with "
-                    "--upstream)")
+                    "on vc/v1/alarms/<ward>/<device>/event, the ward from --clinical, else "
+                    "_unassigned: docs/alarms.md; off with --upstream)")
     ap.add_argument("--add-device", metavar="HEX16",
                     help="add/replace a device account (secret read from stdin/prompt), then exit")
     ap.add_argument("--add-user", metavar="NAME",
@@ -139,15 +151,40 @@ def _upstream_config(args: argparse.Namespace):
         sys.exit(f"--upstream: {exc}")
 
 
-def _alarm_engine(store, server, data: str):
+def _open_clinical(target: str):
+    """The clinical store of ``--clinical`` (exits on errors, never echoing the target: a
+    URL may hold a password)."""
+    from ..clinical import open_store
+    from ..errors import VitalcoreError
+
+    try:
+        return open_store(target)
+    except VitalcoreError as exc:
+        sys.exit(f"--clinical: {exc}")
+
+
+def _accounts(path: str | None, clinical) -> Accounts | None:
+    """The server's accounts: the file's, the clinical store's, or both (file first)."""
+    if clinical is None:
+        return Accounts.load(path) if path else None
+    from ..clinical import ClinicalAccounts
+
+    if path:
+        return ClinicalAccounts.load(path, store=clinical)
+    return ClinicalAccounts(clinical)
+
+
+def _alarm_engine(store, server, data: str, wards=None):
     """The alarm engine on ``store`` (plugins from the ``vitalcore.alarms`` entry points),
-    published through the embedded broker and told of device connections, if it runs."""
+    published through the embedded broker (topics by ``wards.ward_of``, else
+    ``_unassigned``) and told of device connections, if it runs."""
     from ..alarms import AlarmEngine, AlarmLog, AlarmPublisher
 
     engine = AlarmEngine(alarm_log=AlarmLog(os.path.join(data, "alarms")))
     engine.load_plugins()
     if server is not None and server.broker is not None:
-        engine.add_listener(AlarmPublisher(server.broker.publish, lambda device_id: None))
+        ward_of = wards.ward_of if wards is not None else (lambda device_id: None)
+        engine.add_listener(AlarmPublisher(server.broker.publish, ward_of))
         server.broker.add_presence_listener(
             lambda dev, up: (engine.device_connected if up else engine.device_disconnected)(dev))
     engine.attach(store)
@@ -167,11 +204,18 @@ async def _serve(args: argparse.Namespace) -> None:
             sys.exit("--tls-port needs --cert and --key")
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(args.cert, args.key)
-    if (listen or args.coap_port is not None) and not args.accounts:
-        sys.exit("--accounts is required for the embedded MQTT/CoAP listeners")
+    if (listen or args.coap_port is not None) and not (args.accounts or args.clinical):
+        sys.exit("--accounts or --clinical is required for the embedded MQTT/CoAP listeners")
     if not (listen or upstream or args.coap_port is not None):
         sys.exit("nothing to serve: no --port, --tls-port, --coap-port or --upstream")
-    accounts = Accounts.load(args.accounts) if args.accounts else None
+    clinical = _open_clinical(args.clinical) if args.clinical else None
+    try:
+        accounts = _accounts(args.accounts, clinical)
+    except BaseException:
+        if clinical is not None:
+            clinical.close()
+        raise
+    wards = None
     store = Store(args.data, sync=args.sync)
     server = Server(store, accounts, args.host, port or None, args.tls_port, ctx) if listen \
         else None
@@ -195,7 +239,12 @@ async def _serve(args: argparse.Namespace) -> None:
         if server is not None:
             await server.start()
         if not args.no_alarms and upstream is None:
-            engine = _alarm_engine(store, server, args.data)
+            if clinical is not None and server is not None:
+                from ..clinical import WardDirectory
+
+                wards = WardDirectory(clinical)
+                wards.start()
+            engine = _alarm_engine(store, server, args.data, wards)
         elif upstream is not None:  # a node may see only part of each device's stream
             logging.getLogger("vitalcore.server").warning(
                 "alarms are off in scale-out mode: a shared subscription may split a device's "
@@ -226,7 +275,11 @@ async def _serve(args: argparse.Namespace) -> None:
             await server.stop()
         if engine is not None:
             engine.close()
+        if wards is not None:
+            wards.close()
         store.close()
+        if clinical is not None:
+            clinical.close()
     if failed is not None:
         sys.exit(f"upstream consumer ended: {failed}")
 
