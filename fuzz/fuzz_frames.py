@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import sys
 
-sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)),
-                os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")]
+# the harness helpers first; the source tree last, only a fallback to an installed vitalcore
+# (an installed one has its extensions built; src/ has them only after an in-place build)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
 
 from fuzzlib import main  # noqa: E402
 

@@ -43,7 +43,7 @@ def env(native: bool = False) -> dict[str, str]:
     e = dict(os.environ)
     if native:
         e["VC_FUZZ_NATIVE"] = "1"
-    e["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(HERE), e.get("PYTHONPATH", "")])
+    e["PYTHONPATH"] = os.pathsep.join([str(HERE), e.get("PYTHONPATH", ""), str(ROOT / "src")])
     return e
 
 
@@ -95,7 +95,8 @@ def campaign(target: str, seconds: int, runs: int, nice: bool, native: bool,
 
 def reseed() -> None:
     """Seeds, the checked-in corpus and campaign finds, minimised into fuzz/corpus/."""
-    sys.path[:0] = [str(HERE), str(ROOT / "src")]
+    sys.path.insert(0, str(HERE))
+    sys.path.append(str(ROOT / "src"))
     import seeds
 
     with tempfile.TemporaryDirectory() as tmp:

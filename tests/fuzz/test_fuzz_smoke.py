@@ -18,6 +18,8 @@ from pathlib import Path
 import atheris  # noqa: F401 - a test dependency: if it is missing, fail here, loudly
 import pytest
 
+import vitalcore
+
 ROOT = Path(__file__).resolve().parents[2]
 FUZZ = ROOT / "fuzz"
 #: (executions, seconds) per target: about 25 s in total on the 2-core CI machine
@@ -29,7 +31,9 @@ def test_harness_runs_corpus_and_bounded_fuzzing_without_a_crash(target, tmp_pat
     runs, seconds = BUDGET[target]
     corpus = FUZZ / "corpus" / target
     assert len(list(corpus.iterdir())) >= 5, "the checked-in seed corpus is missing"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(FUZZ)]))
+    # the vitalcore this test imports (installed in CI, src/ with PYTHONPATH=src)
+    pkg_root = str(Path(vitalcore.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([pkg_root, str(FUZZ)]))
     cmd = [sys.executable, str(FUZZ / f"fuzz_{target}.py"), str(tmp_path / "work"), str(corpus),
            f"-runs={runs}", f"-max_total_time={seconds}", "-seed=1", "-max_len=4096",
            "-timeout=10", f"-artifact_prefix={tmp_path}/", "-print_final_stats=1"]

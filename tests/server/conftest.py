@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 
 import pytest
 import uvloop
@@ -25,10 +24,3 @@ def run(request):
     runner.loop_name = request.param
     return runner
 
-
-def make_store(root: os.PathLike, **kw):
-    """A real :class:`vitalcore.storage.store.Store` in ``root`` (no flusher thread)."""
-    from vitalcore.storage.store import Store
-
-    kw.setdefault("flush_interval_s", 0)
-    return Store(root, **kw)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
-
-from conftest import make_store
 
 from vitalcore import codec
 from vitalcore.mqtt import Connect, MqttParser, Properties, SubAck, Subscribe, Subscription, encode
@@ -20,6 +19,14 @@ DEV2_NAME = device_name(DEV2)
 SECRET = "dev-secret"
 SECRET2 = "dev2-secret"
 TIMEOUT = 5.0
+
+
+def make_store(root: os.PathLike, **kw):
+    """A real :class:`vitalcore.storage.store.Store` in ``root`` (no flusher thread)."""
+    from vitalcore.storage.store import Store
+
+    kw.setdefault("flush_interval_s", 0)
+    return Store(root, **kw)
 
 
 def accounts() -> Accounts:

@@ -8,8 +8,7 @@ import socket
 import aiocoap
 import pytest
 from aiocoap import Code, Message
-from conftest import make_store
-from helpers import DEV, DEV2, DEV_NAME, SECRET, TS, accounts, command, numerics
+from helpers import DEV, DEV2, DEV_NAME, SECRET, TS, accounts, command, make_store, numerics
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

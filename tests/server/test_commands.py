@@ -13,8 +13,7 @@ import contextlib
 import logging
 
 import pytest
-from conftest import make_store
-from helpers import DEV, DEV_NAME, SECRET, TS, RawClient, accounts, subscribe, wait_for
+from helpers import DEV, DEV_NAME, SECRET, TS, RawClient, accounts, make_store, subscribe, wait_for
 
 from vitalcore import codec
 from vitalcore import protocol as P

@@ -8,7 +8,6 @@ import time
 
 import gmqtt
 import pytest
-from conftest import make_store
 from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 from helpers import (
     DEV,
@@ -17,6 +16,7 @@ from helpers import (
     SECRET,
     RawClient,
     accounts,
+    make_store,
     numerics,
     serving,
     wait_for,

@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_store
-from helpers import RawClient
+from helpers import RawClient, make_store
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import vitalcore
 from vitalcore import codec
 from vitalcore.errors import ConfigError, UsageError
 from vitalcore.mqtt import ConnAck, Connect, PubAck, Publish
@@ -48,7 +48,7 @@ from vitalcore.server.upstream import (
 )
 
 TS = 1_764_115_200_000_000
-SRC = str(Path(__file__).resolve().parents[2] / "src")
+SRC = str(Path(vitalcore.__file__).resolve().parents[1])  # the vitalcore under test
 
 
 # ------------------------------------------------------------------ configuration
