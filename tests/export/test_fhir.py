@@ -5,36 +5,17 @@ from __future__ import annotations
 import json
 from zoneinfo import ZoneInfo
 
-import pyarrow as pa
 import pytest
+from export_rows import TS, C, numerics
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.observation import Observation
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vitalcore import protocol as P
 from vitalcore.errors import UsageError
 from vitalcore.export import PatientInfo, observation_bundle, observation_bundle_json
 
-TS = 1_700_000_000_123_456  # 2023-11-14T22:13:20.123456Z
-C = P.NumericCode
 LOINC, MDC, UCUM = "http://loinc.org", "urn:iso:std:iso:11073:10101", "http://unitsofmeasure.org"
-
-
-def numerics(rows: list[tuple], patient: str = "p-1") -> pa.Table:
-    dev, ts, code, status, value = zip(*rows, strict=True)
-    return pa.table(
-        {
-            "patient_id": pa.array([patient] * len(rows)).dictionary_encode(),
-            "ward_id": pa.array(["ICU"] * len(rows)).dictionary_encode(),
-            "device_id": pa.array(dev, pa.uint64()),
-            "seq": pa.array(range(len(rows)), pa.uint32()),
-            "ts_us": pa.array(ts, pa.int64()),
-            "code": pa.array(code, pa.uint8()),
-            "status": pa.array(status, pa.uint8()),
-            "value": pa.array(value, pa.float32()),
-        }
-    )
 
 
 VITALS = numerics(
@@ -48,7 +29,8 @@ VITALS = numerics(
         (11, TS, C.RESP_RATE, 0, 16.0),
         (11, TS, C.TEMP, 0, 36.7),
         (11, TS, C.PERF_INDEX, 2, float("nan")),
-    ]
+    ],
+    dictionary=True,
 )
 
 
@@ -107,7 +89,7 @@ def test_ids_are_deterministic_and_unique():
 
 
 def test_patient_ids_that_are_not_fhir_ids_are_referenced_by_identifier():
-    t = numerics([(11, TS, C.HR, 0, 60.0)], patient="MRN 12/34")
+    t = numerics([(11, TS, C.HR, 0, 60.0)], patient="MRN 12/34", dictionary=True)
     info = {"MRN 12/34": PatientInfo("MRN 12/34", "Doe", "Jane")}
     (entry,) = observation_bundle(t, patients=info, patient_system="urn:oid:1.2.3")["entry"]
     subject = entry["resource"]["subject"]
@@ -131,7 +113,7 @@ def test_patient_ids_that_are_not_fhir_ids_are_referenced_by_identifier():
     patient=st.from_regex(r"[A-Za-z0-9\-.]{1,64}", fullmatch=True),
 )
 def test_random_numerics_always_give_a_valid_bundle(rows, patient):
-    data = observation_bundle_json(numerics(rows, patient), tz=ZoneInfo("Pacific/Chatham"))
+    data = observation_bundle_json(numerics(rows, patient, dictionary=True), tz=ZoneInfo("Pacific/Chatham"))
     bundle = Bundle.model_validate(json.loads(data))
     assert len(bundle.entry) >= 1
     for entry in bundle.entry:

@@ -9,34 +9,13 @@ import hl7
 import numpy as np
 import pyarrow as pa
 import pytest
+from export_rows import TS, C, numerics
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vitalcore import protocol as P
 from vitalcore.errors import UsageError
 from vitalcore.export import PatientInfo, escape, hl7_time, oru_r01_messages
 from vitalcore.export.codes import TERMS
-
-TS = 1_700_000_000_123_456  # 2023-11-14T22:13:20.123456Z
-C = P.NumericCode
-
-
-def numerics(rows: list[tuple], patient: str = "p-1", ward: str | None = "ICU") -> pa.Table:
-    """rows: (device_id, ts_us, code, status, value)."""
-    dev, ts, code, status, value = zip(*rows, strict=True)
-    return pa.table(
-        {
-            "patient_id": [patient] * len(rows),
-            "ward_id": pa.array([ward] * len(rows), pa.string()),
-            "device_id": pa.array(dev, pa.uint64()),
-            "seq": pa.array(range(len(rows)), pa.uint32()),
-            "ts_us": pa.array(ts, pa.int64()),
-            "code": pa.array(code, pa.uint8()),
-            "status": pa.array(status, pa.uint8()),
-            "value": pa.array(value, pa.float32()),
-        }
-    )
-
 
 VITALS = numerics(
     [
