@@ -389,7 +389,8 @@ class UpstreamConsumer:
         if self._task is not None:
             raise UsageError("upstream consumer already started")
         self._loop = asyncio.get_running_loop()
-        self._batcher = CommitBatcher(self.store, self._loop, self._on_durable, self._on_failed)
+        self._batcher = CommitBatcher(self.store, self._loop, self._on_durable,
+                                      lambda entries, exc: self._fatal(exc))
         self._task = self._loop.create_task(self._supervise(), name="vitalcore-upstream")
         if self.stats_interval_s > 0:
             self._stats_task = self._loop.create_task(self._log_stats())
@@ -436,7 +437,7 @@ class UpstreamConsumer:
                     await asyncio.sleep(0)
                 for _ in range(3):  # the tasks' done callbacks (gmqtt's PUBACK) run next
                     await asyncio.sleep(0)
-            except Exception as exc:  # StorageError: reported by _on_failed
+            except Exception as exc:  # StorageError: reported by _fatal
                 log.error("upstream stop: final commit failed: %s", exc)
         if link is not None:
             link.lost.set()
@@ -497,7 +498,8 @@ class UpstreamConsumer:
         """Counters (see the class notes) and current ``connected``, ``in_flight``,
         ``backlog``."""
         link = self._link
-        return {**self.counters, "connected": int(self.connected),
+        retries = self._batcher.backpressure_retries if self._batcher is not None else 0
+        return {**self.counters, "commit_retries": retries, "connected": int(self.connected),
                 "in_flight": len(link.fifo) if link is not None else 0,
                 "backlog": len(self._backlog)}
 
@@ -746,19 +748,6 @@ class UpstreamConsumer:
         if not d.future.done():
             d.future.set_result(0)
             self._releasing += 1
-
-    def _on_failed(self, entries: list[_Delivery], exc: BaseException) -> None:
-        if isinstance(exc, BackPressureError):
-            # The WAL queue was full: the store keeps the batch for the next commit.
-            self.counters["commit_retries"] += 1
-            self._loop.call_later(self.config.backpressure_poll_s, self._recommit, entries)
-            return
-        self._fatal(exc)
-
-    def _recommit(self, entries: list[_Delivery]) -> None:
-        for d in entries:
-            if d.link is None or not d.link.lost.is_set():
-                self._batcher.add(d)
 
     def _fatal(self, exc: BaseException) -> None:
         """The store cannot make anything durable: stop consuming, acknowledge nothing."""
