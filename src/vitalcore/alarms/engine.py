@@ -297,13 +297,19 @@ class AlarmEngine:
         """Hand a committed batch to the engine yourself (what the commit listener does)."""
         self._on_commit(batch)
 
+    def device_presence(self, device_id: int, online: bool) -> None:
+        """Transport hook: the device (re)connected, or its connection ended (keep-alive
+        timeout, Will, closed link); thread-safe. Fits
+        :meth:`vitalcore.server.Broker.add_presence_listener`."""
+        self._queue.put(("conn", device_id, online))
+
     def device_connected(self, device_id: int) -> None:
-        """Transport hook: the device (re)connected (thread-safe)."""
-        self._queue.put(("conn", device_id, True))
+        """``device_presence(device_id, True)``."""
+        self.device_presence(device_id, True)
 
     def device_disconnected(self, device_id: int) -> None:
-        """Transport hook: keep-alive timeout, Will or closed link (thread-safe)."""
-        self._queue.put(("conn", device_id, False))
+        """``device_presence(device_id, False)``."""
+        self.device_presence(device_id, False)
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until everything queued so far was processed (tests, shutdown)."""

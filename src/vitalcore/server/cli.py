@@ -185,8 +185,7 @@ def _alarm_engine(store, server, data: str, wards=None):
     if server is not None and server.broker is not None:
         ward_of = wards.ward_of if wards is not None else (lambda device_id: None)
         engine.add_listener(AlarmPublisher(server.broker.publish, ward_of))
-        server.broker.add_presence_listener(
-            lambda dev, up: (engine.device_connected if up else engine.device_disconnected)(dev))
+        server.broker.add_presence_listener(engine.device_presence)
     engine.attach(store)
     return engine
 

@@ -179,8 +179,7 @@ def _alarms(server: Server, store, root: Path, summary: RunSummary,
             loop.call_soon_threadsafe(_show_alarm, ev, summary, out)
 
     engine.add_listener(show)
-    server.broker.add_presence_listener(
-        lambda dev, online: (engine.device_connected if online else engine.device_disconnected)(dev))
+    server.broker.add_presence_listener(engine.device_presence)
     engine.attach(store)
     return engine
 
