@@ -69,6 +69,19 @@ def test_failed_migration_leaves_the_previous_version(backend):
     db.close()
 
 
+def test_components_number_their_migrations_independently(backend):
+    db = _db(backend())
+    migrate(db)
+    extra = (Migration(1, "lifecycle tables", ("CREATE TABLE extra_things (x INTEGER)",)),)
+    assert migrate(db, extra, component="extra") == 1
+    assert schema_version(db, "extra") == 1
+    assert schema_version(db) == SCHEMA_VERSION  # the clinical schema is untouched
+    assert migrate(db, extra, component="extra") == 1  # idempotent
+    with pytest.raises(InternalError, match="component"):
+        migrate(db, extra, component="Bad; DROP")
+    db.close()
+
+
 def test_transactions_are_all_or_nothing(backend):
     db = _db(backend())
     migrate(db)

@@ -9,6 +9,11 @@ A database whose version is newer than :data:`SCHEMA_VERSION` is refused: this c
 does not know its schema.
 
 Add a migration by appending to :data:`MIGRATIONS`; never edit a released one.
+
+Modules built on the clinical database (device lifecycle, work orders) keep their own
+tables under their own ``component`` name: their versions are tracked in a table
+``schema_migrations_<component>``, so each numbers its migrations from 1 independently
+of the clinical schema and of each other.
 """
 
 from __future__ import annotations
@@ -149,8 +154,17 @@ MIGRATIONS: tuple[Migration, ...] = (
 #: The schema version this code writes and understands.
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
-_CREATE_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
+_CREATE_TABLE = """CREATE TABLE IF NOT EXISTS {table} (
     version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_us BIGINT NOT NULL)"""
+
+
+def _table(component: str) -> str:
+    if component == "clinical":
+        return "schema_migrations"
+    if not component.isidentifier() or not component.islower():
+        raise InternalError(f"migration component must be a lower-case identifier, "
+                            f"got {component!r}")
+    return f"schema_migrations_{component}"
 
 
 def _check_sequence(migrations: tuple[Migration, ...]) -> None:
@@ -158,24 +172,27 @@ def _check_sequence(migrations: tuple[Migration, ...]) -> None:
         raise InternalError("migrations must be numbered 1, 2, 3, ... without gaps")
 
 
-def _current(tx: Tx) -> int:
-    return int(tx.scalar("SELECT MAX(version) FROM schema_migrations") or 0)
+def _current(tx: Tx, table: str) -> int:
+    return int(tx.scalar(f"SELECT MAX(version) FROM {table}") or 0)
 
 
-def schema_version(db: Database) -> int:
-    """The schema version of ``db`` (0 for an empty database)."""
+def schema_version(db: Database, component: str = "clinical") -> int:
+    """The schema version of ``component`` in ``db`` (0 where it has no tables yet)."""
+    table = _table(component)
     with db.transaction() as tx:
-        tx.execute(_CREATE_TABLE)
-        return _current(tx)
+        tx.execute(_CREATE_TABLE.format(table=table))
+        return _current(tx, table)
 
 
 def migrate(db: Database, migrations: tuple[Migration, ...] = MIGRATIONS,
-            target: int | None = None) -> int:
-    """Bring ``db`` to ``target`` (default: the newest migration); the version reached.
+            target: int | None = None, component: str = "clinical") -> int:
+    """Bring ``component``'s schema in ``db`` to ``target`` (default: the newest migration).
 
-    Idempotent. Raises :class:`~vitalcore.errors.StorageError` if the database is newer
-    than the newest migration known here (refusing to run on a schema it does not know).
+    Returns the version reached. Idempotent. Raises
+    :class:`~vitalcore.errors.StorageError` if the database is newer than the newest
+    migration known here (refusing to run on a schema it does not know).
     """
+    table = _table(component)
     _check_sequence(migrations)
     newest = migrations[-1].version if migrations else 0
     target = newest if target is None else target
@@ -185,16 +202,16 @@ def migrate(db: Database, migrations: tuple[Migration, ...] = MIGRATIONS,
         with db.transaction() as tx:
             if tx.dialect == "postgres":
                 tx.execute("SELECT pg_advisory_xact_lock(?)", (_PG_LOCK_KEY,))
-            tx.execute(_CREATE_TABLE)
-            current = _current(tx)
+            tx.execute(_CREATE_TABLE.format(table=table))
+            current = _current(tx, table)
             if current > newest:
                 raise StorageError(
-                    f"clinical database schema version {current} is newer than this "
+                    f"{component} database schema version {current} is newer than this "
                     f"vitalcore understands ({newest}): upgrade vitalcore")
             if current >= target:
                 return current
             step = migrations[current]
             for statement in step.statements:
                 tx.execute(statement.replace("{pk}", _PK[tx.dialect]))
-            tx.execute("INSERT INTO schema_migrations (version, name, applied_us) "
+            tx.execute(f"INSERT INTO {table} (version, name, applied_us) "
                        "VALUES (?, ?, ?)", (step.version, step.name, time.time_ns() // 1000))
