@@ -22,6 +22,8 @@ if [ "$mode" = test ]; then  # real peers the tests start: an MQTT broker and it
     # Pango for weasyprint's PDF reports; pdftotext/pdftoppm to read them back
     ldconfig -p 2>/dev/null | grep -q libpangoft2-1.0 || need="$need libpango-1.0-0 libpangoft2-1.0-0"
     command -v pdftotext >/dev/null 2>&1 || need="$need poppler-utils"
+    # Debian's Chromium for the example apps' browser tests (Playwright drives it)
+    [ -x /usr/bin/chromium ] || need="$need chromium"
 fi
 if [ -n "$need" ]; then
     if command -v apt-get >/dev/null 2>&1; then
