@@ -405,3 +405,37 @@ def test_clinical_store_resolvers_plug_in(run, tmp_path):
         org.close()
 
     run(scenario())
+
+
+# -- schedules kept in the clinical database ----------------------------------------------------
+def test_schedules_survive_a_restart_through_the_book(run, tmp_path, store):
+    from clinical_world import DEVICES, build_world
+
+    from vitalcore.clinical import ScheduleBook
+
+    build_world(store)
+    store.admit("nurse1", "P1", "W1", "W1-B1", devices=[DEVICES[0]], at_us=us(2026, 6, 10, 8))
+    book = ScheduleBook(store.db)
+
+    async def scenario():
+        clock = FakeClock(us(2026, 6, 10, 9, 58))
+        wave_store, _, center = _rig(asyncio.get_running_loop(), tmp_path, clock)
+        first = BPScheduler(center, lambda p, t: [], clock=clock, book=book)
+        cfg = BPScheduleConfig("Europe/Berlin", dtime(6, 30), dtime(21), 1200, 3600)
+        first.start("P1", cfg, by="nurse1")
+        with pytest.raises(UsageError, match="unknown patient"):
+            first.start("nobody", cfg)
+        assert [s.patient_id for s in first.schedules()] == ["P1"]  # nothing half-written
+        first.close()  # the server stops: the book keeps the schedule
+        clock.advance(3 * 3600)
+        again = BPScheduler(center, lambda p, t: [], clock=clock, book=book)
+        (s,) = again.schedules()
+        assert s.config == cfg and local(s.next_due_us) == "06-10 13:10 CEST"  # 06:30 + k * 20 min
+        assert again.stop("P1") and book.load() == {}
+        assert BPScheduler(center, lambda p, t: [], clock=clock, book=book).schedules() == []
+        center.close()
+        wave_store.close()
+
+    run(scenario())
+    with store.db.transaction() as tx:
+        assert tx.all("SELECT set_by FROM bp_schedules") == []

@@ -47,6 +47,7 @@ from .model import (
     ScopeKind,
 )
 from .records import SAMPLE_SCHEMA, AlarmLogSource, AlarmSource, Channel, DeviceHistory, Records
+from .schedule_book import ScheduleBook
 from .spans import DeviceSpan
 from .store import ClinicalStore, open_store
 from .wards import WardDirectory
@@ -70,6 +71,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "DeviceSpan",
     "WardDirectory",
+    "ScheduleBook",
     "Placement",
     "DeviceInfo",
     "DeviceEvent",

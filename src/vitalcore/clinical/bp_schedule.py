@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from ..server.commands import CommandCenter, CommandResult, CommandRound, Progress
+    from .schedule_book import ScheduleBook
     from .spans import DeviceSpan
 
 __all__ = [
@@ -358,6 +359,10 @@ class BPScheduler:
     on_round : callable ``(patient_id or None, ward_id or None, CommandRound)``, optional
         Called whenever a round is issued (scheduled or on request); its exceptions are
         logged, never raised.
+    book : ScheduleBook, optional
+        Keeps the schedules in the clinical database: :meth:`start` and :meth:`stop`
+        write it before changing anything here, and the schedules recorded in it resume
+        now (each at the next grid point of its period).
 
     Notes
     -----
@@ -372,7 +377,7 @@ class BPScheduler:
                  ward_devices: DeviceResolver | None = None, clock: Clock | None = None,
                  timeout_s: float = 180.0,
                  on_round: Callable[[str | None, str | None, CommandRound], None] | None = None,
-                 ) -> None:
+                 book: ScheduleBook | None = None) -> None:
         if not timeout_s > 0:
             raise UsageError(f"timeout_s must be > 0, got {timeout_s!r}")
         self.center = center
@@ -385,17 +390,28 @@ class BPScheduler:
         self._timer: Timer | None = None
         self._timer_at: int | None = None
         self._closed = False
+        self._book = book
+        if book is not None:
+            now = self.clock.now_us()
+            for patient_id, config in book.load().items():
+                self._schedules[patient_id] = _Schedule(patient_id, config,
+                                                        config.next_due(now))
+            self._rearm()
 
     # -- schedules --------------------------------------------------------------------------
-    def start(self, patient_id: str, config: BPScheduleConfig) -> ScheduleStatus:
+    def start(self, patient_id: str, config: BPScheduleConfig,
+              by: str = "system") -> ScheduleStatus:
         """Start (or reconfigure) the patient's schedule; the first measurement is at the
-        next grid point of the current period (use :meth:`measure_now` for one at once)."""
+        next grid point of the current period (use :meth:`measure_now` for one at once).
+        ``by`` (who asked) is recorded in the book, if there is one."""
         self._check_open()
         if not isinstance(patient_id, str) or not patient_id:
             raise UsageError(f"patient_id must be a non-empty str, got {patient_id!r}")
         if not isinstance(config, BPScheduleConfig):
             raise UsageError(f"config must be a BPScheduleConfig, got {type(config).__name__}")
         due = config.next_due(self.clock.now_us())
+        if self._book is not None:
+            self._book.put(patient_id, config, by)
         old = self._schedules.get(patient_id)
         if old is None:
             self._schedules[patient_id] = _Schedule(patient_id, config, due)
@@ -407,6 +423,8 @@ class BPScheduler:
     def stop(self, patient_id: str) -> bool:
         """Stop the patient's schedule (a running measurement goes on). Returns whether
         there was one."""
+        if self._book is not None:
+            self._book.remove(patient_id)
         removed = self._schedules.pop(patient_id, None) is not None
         if removed:
             self._rearm()

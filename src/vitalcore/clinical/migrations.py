@@ -149,6 +149,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX audit_time ON audit(at_us)",
         "CREATE INDEX audit_user ON audit(user_name, at_us)",
     )),
+    Migration(3, "NIBP schedules", (
+        """CREATE TABLE bp_schedules (
+            patient_id TEXT PRIMARY KEY REFERENCES patients(id),
+            tz TEXT NOT NULL,
+            day_start TEXT NOT NULL,
+            day_end TEXT NOT NULL,
+            day_interval_us BIGINT NOT NULL,
+            night_interval_us BIGINT NOT NULL,
+            set_by TEXT NOT NULL,
+            set_us BIGINT NOT NULL)""",
+    )),
 )
 
 #: The schema version this code writes and understands.
