@@ -297,7 +297,9 @@ def _append_waves(
 class _Pool:
     """Blocks of one numpy array: exact-size free lists and a bump pointer.
 
-    The owner compacts it (:meth:`StreamBuffers._compact`) when a block does not fit.
+    When a block does not fit, the owner (:meth:`StreamBuffers._alloc`) grows the array
+    with :meth:`grow` (blocks keep their base) or, when at least half of it is free
+    blocks, compacts the live blocks into a new array.
     """
 
     def __init__(self, dtype: np.dtype, width: int = 0) -> None:
@@ -317,6 +319,19 @@ class _Pool:
             self.top += size
             return self.top - size
         return -1
+
+    def grow(self, rows: int) -> None:
+        """Move to an array of ``rows`` rows (>= ``top``); every block keeps its base.
+
+        One copy of the used rows; the rows beyond are zero pages the OS maps only when
+        written (``np.zeros`` of a large array is a lazily mapped allocation), so growing
+        ahead costs address space, not memory.
+        """
+        if rows < self.top:
+            raise InternalError(f"pool cannot shrink below its top ({rows} < {self.top})")
+        data = np.zeros((rows, *self.shape_tail), self.data.dtype)
+        data[: self.top] = self.data[: self.top]
+        self.data = data
 
     def release(self, base: int, size: int) -> None:
         self.data[base : base + size] = 0
@@ -463,7 +478,13 @@ class StreamBuffers:
         base = pool.alloc(size)
         if base >= 0:
             return base
-        # compact live blocks to the front of a new array with room for as much again
+        if 2 * pool.free_total < len(pool.data):
+            # little fragmentation: grow, one copy of the used rows, no block moves (a
+            # per-block compaction of 30,000 rings stalled the event loop for seconds)
+            pool.grow(max(2 * len(pool.data), pool.top + size, 4096))
+            return pool.alloc(size)
+        # half of it is free blocks (evictions): compact live blocks to the front of a
+        # new array with room for as much again
         active = self._active()
         active = active[self._fs[active] > 0]
         live = int(sizes[active].sum())
