@@ -93,6 +93,23 @@ def test_time_window_and_revocation(world):
         s.grant_role("root", "consultant", "surgeon", Resource.patient("P1"))
 
 
+def test_a_grant_narrowed_to_some_of_its_roles_permissions(world):
+    s = world
+    s.create_user("root", "archivist", "a-pw", at_us=T0 + MIN)
+    s.grant_role("root", "archivist", Role.SERVICE_VENDOR, Resource.device(D1), at_us=T0 + MIN,
+                 permissions=[Permission.VIEW_DEVICE_ARCHIVE])
+    t = T0 + 2 * MIN
+    assert _allowed(s, "archivist", Permission.VIEW_DEVICE_ARCHIVE, Resource.device(D1), t)
+    assert not _allowed(s, "archivist", Permission.MAINTAIN_DEVICES, Resource.device(D1), t)
+    with pytest.raises(AccessDenied):  # the store's own operation refuses it too
+        s.record_function_check("archivist", D1, True, "REF-1", at_us=t)
+    for bad in ([], [Permission.READ_VITALS], ["no_such_permission"]):
+        with pytest.raises(UsageError, match="permission"):
+            s.grant_role("root", "archivist", Role.SERVICE_VENDOR, Resource.device(D1),
+                         permissions=bad)
+    assert len(s.grants_of("archivist")) == 1  # refused grants wrote nothing
+
+
 def test_disabled_and_unknown_users_are_denied(world):
     s, t = world, T0 + 2 * MIN
     s.set_user_disabled("root", "nurse1", at_us=t)

@@ -135,11 +135,12 @@ def denial_reason(tx: Tx, user: str, permission: Permission, resource: Resource,
     if row[0]:
         return "user disabled"
     grants = tx.all(
-        "SELECT role, scope_kind, scope_id FROM role_grants WHERE user_name = ? "
+        "SELECT role, scope_kind, scope_id, permissions FROM role_grants WHERE user_name = ? "
         "AND revoked_us IS NULL AND (valid_from_us IS NULL OR valid_from_us <= ?) "
         "AND (valid_until_us IS NULL OR valid_until_us > ?)", (user, t_us, t_us))
-    scopes = [Resource(ScopeKind(k), i) for role, k, i in grants
-              if permission in ROLE_PERMISSIONS[Role(role)]]
+    scopes = [Resource(ScopeKind(k), i) for role, k, i, limit in grants
+              if permission in ROLE_PERMISSIONS[Role(role)]
+              and (limit is None or permission.value in limit.split(","))]
     if not scopes:
         return "no role with this permission at this time"
     inside = containing_scopes(tx, resource, t_us)

@@ -160,6 +160,10 @@ MIGRATIONS: tuple[Migration, ...] = (
             set_by TEXT NOT NULL,
             set_us BIGINT NOT NULL)""",
     )),
+    Migration(4, "per-grant permission limits", (
+        # NULL: every permission of the role; else a comma-separated subset of them
+        "ALTER TABLE role_grants ADD COLUMN permissions TEXT",
+    )),
 )
 
 #: The schema version this code writes and understands.

@@ -13,11 +13,14 @@ user is created with :meth:`UserPart.bootstrap_administrator` on an empty store.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ..errors import UsageError
 from ._secrets import hash_secret, is_device_name, verify_secret
 from .access import read_audit
 from .core import StoreCore
 from .model import (
+    ROLE_PERMISSIONS,
     AuditEntry,
     Grant,
     Permission,
@@ -107,17 +110,30 @@ class UserPart(StoreCore):
 
     def grant_role(self, actor: str, user: str, role: Role | str, scope: Resource,
                    valid_from_us: int | None = None, valid_until_us: int | None = None,
-                   at_us: int | None = None) -> int:
+                   at_us: int | None = None,
+                   permissions: Iterable[Permission | str] | None = None) -> int:
         """Give ``user`` a role within ``scope``, optionally for a time window; the grant id.
 
         Needs ``manage_users`` on ``scope``. The window is ``[valid_from_us,
-        valid_until_us)``; either end may be open (None).
+        valid_until_us)``; either end may be open (None). ``permissions`` narrows the
+        grant to a non-empty subset of the role's permissions (e.g. a service vendor who
+        may view a device's archive but not record repairs); None grants them all.
         """
         try:
             role = Role(role)
         except ValueError:
             raise UsageError(f"unknown role {role!r}; roles: {[r.value for r in Role]}"
                              ) from None
+        limit = None
+        if permissions is not None:
+            try:
+                chosen = frozenset(Permission(p) for p in permissions)
+            except ValueError:
+                raise UsageError(f"unknown permission in {permissions!r}") from None
+            if not chosen or not chosen <= ROLE_PERMISSIONS[role]:
+                raise UsageError(f"permissions must be a non-empty subset of {role.value}'s: "
+                                 f"{sorted(p.value for p in ROLE_PERMISSIONS[role])}")
+            limit = ",".join(sorted(p.value for p in chosen))
         scope = as_resource(scope)
         check_id(user, "user")
         for t, label in ((valid_from_us, "valid_from_us"), (valid_until_us, "valid_until_us")):
@@ -132,11 +148,12 @@ class UserPart(StoreCore):
                 raise UsageError(f"unknown user {user!r}")
             grant_id = op.tx.scalar(
                 "INSERT INTO role_grants (user_name, role, scope_kind, scope_id, valid_from_us, "
-                "valid_until_us, granted_by, granted_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                "RETURNING id", (user, role.value, scope.kind.value, scope.id, valid_from_us,
-                                 valid_until_us, actor, op.at_us))
+                "valid_until_us, granted_by, granted_us, permissions) VALUES (?, ?, ?, ?, ?, ?, "
+                "?, ?, ?) RETURNING id", (user, role.value, scope.kind.value, scope.id,
+                                          valid_from_us, valid_until_us, actor, op.at_us, limit))
             op.detail = {"user": user, "role": role.value, "grant": grant_id,
-                         "valid_from_us": valid_from_us, "valid_until_us": valid_until_us}
+                         "valid_from_us": valid_from_us, "valid_until_us": valid_until_us,
+                         "permissions": limit}
         return int(grant_id)
 
     def revoke_grant(self, actor: str, grant_id: int, at_us: int | None = None) -> None:
