@@ -9,6 +9,8 @@ Commands (``python -m vitalcore COMMAND --help`` for each):
 - ``simulate``: a simulated ward connecting to a running server.
 - ``demo``: the offline pipeline walk-through (frames -> store -> history, checked
   against the devices' ground truth), no network.
+- ``backup``, ``restore``, ``verify``: online backup of a running installation and its
+  verified restore onto a fresh machine (docs/backup.md).
 """
 
 from __future__ import annotations
@@ -35,8 +37,13 @@ def main(argv: list[str] | None = None) -> None:
         from .demo import main as demo
 
         demo(args)
+    elif command in ("backup", "restore", "verify"):
+        from .backup import main as backup
+
+        sys.exit(backup([command, *args]))
     else:
-        sys.exit(f"unknown command {command!r}; commands: run, serve, simulate, demo")
+        sys.exit(f"unknown command {command!r}; commands: run, serve, simulate, demo, "
+                 "backup, restore, verify")
 
 
 if __name__ == "__main__":

@@ -132,22 +132,29 @@ def test_commands_routed_to_device_and_scoped_users(run, tmp_path):
 
 
 def test_retained_set_deliver_clear(run, tmp_path):
+    """Retained messages (set by the server: users may not retain commands, which would be
+    replay at every reconnect, docs/security.md) are delivered on SUBSCRIBE with the
+    flag, forwarded live without it, and cleared by an empty payload."""
+
     async def main():
         async with serving(tmp_path) as srv:
             op, _ = await RawClient.connect(srv.port, "operator", "operator-pw", 5)
             op.send(Publish(cmd_topic(DEV), command(1), qos=1, retain=True, packet_id=1))
-            await op.recv()
+            assert (await op.recv()).reason_code == 0x87
+            assert cmd_topic(DEV) not in srv.broker.retained
+            assert srv.stats()["retain_refused_cmd"] == 1
+            srv.broker.publish(cmd_topic(DEV), command(1), qos=1, retain=True)
             dev, _ = await RawClient.connect(srv.port, DEV_NAME, SECRET, 4)
             await subscribe(dev, cmd_topic(DEV))
             p = await dev.recv()
             assert p.retain and p.payload == command(1)
             dev.send(PubAck(p.packet_id))
             # a live message is forwarded without the retain flag
-            op.send(Publish(cmd_topic(DEV), command(2), qos=0, retain=True))
+            srv.broker.publish(cmd_topic(DEV), command(2), qos=0, retain=True)
             p = await dev.recv()
             assert not p.retain and p.payload == command(2)
             assert srv.broker.retained[cmd_topic(DEV)].payload == command(2)
-            op.send(Publish(cmd_topic(DEV), b"", qos=0, retain=True))  # clears it
+            srv.broker.publish(cmd_topic(DEV), b"", qos=0, retain=True)  # clears it
             assert (await dev.recv()).payload == b""
             assert cmd_topic(DEV) not in srv.broker.retained
             dev2, _ = await RawClient.connect(srv.port, "viewer", "viewer-pw", 5)

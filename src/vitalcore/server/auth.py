@@ -27,6 +27,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import time
@@ -54,6 +55,8 @@ __all__ = [
     "may_publish",
     "may_subscribe",
 ]
+
+log = logging.getLogger("vitalcore.server.auth")
 
 #: scrypt cost parameters for new hashes: N = 2**14, r = 8, p = 1 needs 16 MiB and takes
 #: ~70 ms on one core of the CI machine (OWASP's minimum recommendation for scrypt is
@@ -424,11 +427,15 @@ class Accounts:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], **kw) -> Accounts:
-        """Read ``accounts.json``."""
+        """Read ``accounts.json`` (a warning is logged if others may read or write it)."""
         try:
             doc = json.loads(Path(path).read_text())
+            mode = os.stat(path).st_mode
         except (OSError, ValueError) as exc:
             raise UsageError(f"cannot read accounts file {path}: {exc}") from None
+        if mode & 0o077:
+            log.warning("accounts file %s has mode %o: its password hashes can be read or "
+                        "replaced by other users; chmod 600 it", path, mode & 0o777)
         return cls.from_json(doc, **kw)
 
     def save(self, path: str | os.PathLike[str]) -> None:

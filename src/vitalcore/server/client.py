@@ -262,7 +262,11 @@ class Client:
             return
         if principal is None:
             b.count("auth_failures")
-            self.refuse(0x86, f"bad user name or password (user {p.username!r})")
+            # Name only existing accounts: a password typed into the user-name field, or a
+            # scanned patient id, must never reach the log (docs/security.md).
+            known = bool(p.username) and p.username in b.accounts
+            who = f"user {p.username!r}" if known else "a user name that is no account"
+            self.refuse(0x86, f"bad user name or password ({who})")
             return
         b.limiter.refund(self.peer)
         self._connected(p, cid, assigned, principal)
@@ -277,6 +281,10 @@ class Client:
         if will is not None and not may_publish(principal, will.topic):
             b.count("acl_denied_will")
             self.refuse(0x87, f"will topic {will.topic!r} not allowed")
+            return
+        if will is not None and will.retain and not principal.is_device:
+            b.count("retain_refused_cmd")  # a user's will is a command: never retained
+            self.refuse(0x9A, "commands are never retained")
             return
         props = p.properties
         if self.level == 5:
@@ -391,6 +399,13 @@ class Client:
         up = uplink_kind(topic)
         if up is not None and self.principal.is_device:
             return self._ingest(p, topic, up[0], up[1])
+        if p.retain:  # a user publishes only commands: a retained one would be replayed to
+            b.count("retain_refused_cmd")  # the device at each reconnect, out of scope
+            b.log_event(logging.WARNING, "retain_cmd", "%r: retained command to %r refused",
+                        self, topic)
+            if qos:  # MQTT 5: 0x87 (0x9A is no PUBACK code); 3.1.1: positive ack, dropped
+                self._ack(qos, pid, 0x87 if self.level == 5 else 0, True)
+            return True
         b.count("messages_in")
         b.route(Message.from_publish(topic, p.payload, qos, p.retain, props, session.key))
         if qos:

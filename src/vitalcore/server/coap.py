@@ -124,7 +124,9 @@ class CoapEndpoint:
         the rest waits for the next uplink. The default keeps the response in one
         datagram.
     limiter : LoginLimiter, optional
-        Failed-login rate limit per remote address (4.29 while exhausted).
+        Failed-login rate limit per remote address (4.29 while exhausted); default a
+        :class:`~vitalcore.server.auth.LoginLimiter` with its defaults (burst 20, 1/s),
+        as the MQTT broker has.
     """
 
     def __init__(self, store: Any, accounts: Accounts, host: str = "127.0.0.1",
@@ -139,7 +141,7 @@ class CoapEndpoint:
         self.max_body = max_body
         self.max_queued = max_queued
         self.max_response = max_response
-        self.limiter = limiter
+        self.limiter = limiter if limiter is not None else LoginLimiter()
         self.counters: Counter[str] = Counter()
         self._queues: dict[int, deque[bytes]] = {}
         self._context: aiocoap.Context | None = None
@@ -210,13 +212,13 @@ class CoapEndpoint:
         principal = self.accounts.cached(name, secret.encode())
         if principal is None:
             address = str(request.remote.hostinfo)
-            if self.limiter is not None and not self.limiter.acquire(address):
+            if not self.limiter.acquire(address):
                 self.counters["auth_rate_limited"] += 1
                 return _reply(Code.TOO_MANY_REQUESTS, "too many failed logins", max_age=60)
             async with self._auth_slots:
                 loop = asyncio.get_running_loop()
                 principal = await loop.run_in_executor(None, self.accounts.check, name, secret)
-            if principal is not None and self.limiter is not None:
+            if principal is not None:
                 self.limiter.refund(address)
         if principal is None or principal.device_id != device:
             self.counters["auth_failed"] += 1

@@ -10,10 +10,18 @@ payload bytes): when a message does not fit, a QoS 0 message is dropped (the new
 it is QoS 0, else the oldest queued QoS 0 one); if there is none to drop, the new
 message is dropped, counted as ``quota_drops``, and a connected client is disconnected
 (MQTT 5 reason 0x97 Quota exceeded) so that it reconnects and drains its session.
+
+Scope re-check: the subscriptions of a principal with a dynamic scope (a clinical user,
+:class:`~vitalcore.clinical.ClinicalScope`) are checked again when messages reach them,
+at most once per topic every :data:`SCOPE_RECHECK_S` seconds (each re-check is an
+audited decision). A subscription no longer allowed (the patient left the nurse's ward,
+the grant expired or was revoked, the user was disabled) is removed, counted as
+``acl_revoked_subscriptions`` and logged; the message is not delivered through it.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Hashable
@@ -22,13 +30,19 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from ..mqtt import Properties, encode_publish, encode_pubrel
-from ..mqtt.topics import topic_matches
+from ..mqtt.topics import split_shared, topic_matches
+from .auth import Principal, may_subscribe
 
 if TYPE_CHECKING:
     from .broker import Broker
     from .client import Client
 
-__all__ = ["Message", "Delivery", "Session", "SubOptions"]
+__all__ = ["Message", "Delivery", "Session", "SubOptions", "SCOPE_RECHECK_S"]
+
+#: Seconds a dynamic-scope decision about one topic of one session is reused (see the
+#: module docstring): the longest a subscription outlives its permission.
+SCOPE_RECHECK_S = 30.0
+_MAX_SCOPE_TOPICS = 4096
 
 
 class Message:
@@ -122,6 +136,8 @@ class Session:
         self.will_handle = None
         self.pending_will = None  # (principal, will Message) while a Will Delay runs
         self.ended = False
+        self.scoped: Principal | None = None  # a principal with a dynamic scope
+        self._scope_until: dict[str, float] = {}  # topic -> monotonic end of its decision
 
     def __hash__(self) -> int:  # subscription-tree key: identity
         return id(self)
@@ -135,6 +151,8 @@ class Session:
     # -- routing ----------------------------------------------------------------------
     def deliver(self, msg: Message, qos: int, *, shared: bool = False) -> None:
         """Deliver ``msg`` under a matching subscription with maximum QoS ``qos``."""
+        if self.scoped is not None and not self._in_scope(msg.topic):
+            return
         retain = False
         sub_ids: tuple[int, ...] = ()
         if not shared and not all(o.plain for o in self.subscriptions.values()):
@@ -145,6 +163,35 @@ class Session:
             retain = msg.retain and any(o.retain_as_published for o in opts)
             sub_ids = tuple(o.sub_id for o in opts if o.sub_id)
         self.push(Delivery(msg, min(qos, msg.qos), retain, sub_ids))
+
+    def _in_scope(self, topic: str) -> bool:
+        """Whether a subscription of this session still may receive ``topic``; those that
+        may not are removed (see the module docstring)."""
+        now = time.monotonic()
+        until = self._scope_until.get(topic)
+        if until is not None and until > now:
+            return True
+        kept = False
+        for flt in [f for f in self.subscriptions if topic_matches(split_shared(f)[1], topic)]:
+            if may_subscribe(self.scoped, flt):
+                kept = True
+            else:
+                self.revoke(flt)
+        if kept:
+            if len(self._scope_until) >= _MAX_SCOPE_TOPICS:
+                self._scope_until.clear()
+            self._scope_until[topic] = now + SCOPE_RECHECK_S
+        return kept
+
+    def revoke(self, flt: str) -> None:
+        """Remove subscription ``flt`` because its principal may no longer hold it."""
+        if self.subscriptions.pop(flt, None) is None:
+            return
+        b = self.broker
+        b.tree.remove(flt, self)
+        b.count("acl_revoked_subscriptions")
+        b.log_event(logging.WARNING, "acl_revoke", "%r: subscription %r is no longer in "
+                    "scope; removed", self, flt)
 
     def push(self, d: Delivery) -> None:
         """Send ``d`` now if the client can take it, else queue it (slow-consumer policy)."""
@@ -249,6 +296,10 @@ class Session:
     def resume(self, client: Client) -> None:
         """A client (re)attached: resend what is in flight (DUP), then drain the queue."""
         self.client = client
+        principal = getattr(client, "principal", None)
+        self.scoped = principal if principal is not None and principal.scope is not None \
+            else None
+        self._scope_until.clear()
         for pid, d in list(self.inflight.items()):
             if d.state == 1:
                 client.write(encode_pubrel(pid, protocol_level=client.level))
@@ -269,3 +320,4 @@ class Session:
         self.queued_bytes = 0
         self.inflight.clear()
         self.inbound_qos2.clear()
+        self._scope_until.clear()

@@ -1,0 +1,95 @@
+"""MQTT over TLS with a test CA; the plain listener switched off.
+
+``serve --port 0 --tls-port P --cert --key``: only TLS is served; paho and mosquitto_pub
+trusting the test CA publish and are acknowledged (PUBACK = durable); a client trusting
+another CA refuses the server; a plain MQTT client on the TLS port gets no CONNACK.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import subprocess
+
+import pytest
+from security_helpers import Mqtt, free_port, make_ca, make_server_cert, serving
+
+from vitalcore import codec
+from vitalcore.mqtt import Connect, encode
+from vitalcore.server import Accounts, device_name, up_topic
+
+DEV = 0x0B01
+SECRET = "b01-secret"
+TS = 1_764_115_200_000_000
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tls")
+    ca, ca_key, ca_cert = make_ca(tmp, "vitalcore-test-ca")
+    wrong_ca, _, _ = make_ca(tmp, "some-other-ca")
+    cert, key = make_server_cert(tmp, ca_key, ca_cert)
+    acc = Accounts(log2_n=10)
+    acc.add_device(DEV, SECRET)
+    acc.save(tmp / "accounts.json")
+    port = free_port()
+    with serving(tmp, "--data", str(tmp / "data"), "--port", "0", "--tls-port", str(port),
+                 "--cert", str(cert), "--key", str(key), "--accounts",
+                 str(tmp / "accounts.json")) as log:
+        yield {"port": port, "ca": str(ca), "wrong_ca": str(wrong_ca), "log": log}
+
+
+def test_only_the_tls_listener_runs(tls_server):
+    line = next(x for x in tls_server["log"].read_text().splitlines()
+                if "MQTT server listening" in x)
+    assert f"port None, TLS port {tls_server['port']}" in line
+
+
+def test_paho_over_tls_publishes_and_is_acknowledged(tls_server):
+    with Mqtt(tls_server["port"], device_name(DEV), SECRET, client_id="tls-dev",
+              tls_ca=tls_server["ca"], host="localhost") as c:
+        assert c.connect() == 0
+        assert c.publish(up_topic(DEV), codec.encode_numerics(DEV, 1, TS, [(1, 70.0)])) == 0
+
+
+def test_tls_version_is_modern(tls_server):
+    ctx = ssl.create_default_context(cafile=tls_server["ca"])
+    with socket.create_connection(("127.0.0.1", tls_server["port"]), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            assert s.version() in ("TLSv1.2", "TLSv1.3")
+
+
+def test_client_trusting_another_ca_refuses_the_server(tls_server):
+    c = Mqtt(tls_server["port"], device_name(DEV), SECRET, tls_ca=tls_server["wrong_ca"],
+             host="localhost")
+    with pytest.raises(ssl.SSLCertVerificationError):
+        c.client.connect("localhost", tls_server["port"])
+
+
+def test_plain_mqtt_on_the_tls_port_gets_no_connack(tls_server):
+    with socket.create_connection(("127.0.0.1", tls_server["port"]), timeout=10) as s:
+        s.sendall(encode(Connect(client_id="plain", username=device_name(DEV),
+                                 password=SECRET.encode(), protocol_level=5), 5))
+        s.settimeout(10)
+        try:
+            data = s.recv(4096)
+        except (ConnectionResetError, TimeoutError):
+            data = b""
+    assert not data.startswith(b"\x20"), "a CONNACK over plain TCP on the TLS port"
+
+
+@pytest.mark.skipif(shutil.which("mosquitto_pub") is None, reason="mosquitto clients missing")
+def test_mosquitto_pub_over_tls(tls_server):
+    def pub(cafile: str, seq: int) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["mosquitto_pub", "-h", "localhost", "-p", str(tls_server["port"]), "-V", "mqttv5",
+             "--cafile", cafile, "-u", device_name(DEV), "-P", SECRET, "-q", "1",
+             "-t", up_topic(DEV), "-s"],
+            input=codec.encode_numerics(DEV, seq, TS + seq, [(1, 71.0)]),
+            capture_output=True, timeout=30)
+
+    ok = pub(tls_server["ca"], 2)
+    assert ok.returncode == 0, ok.stderr
+    bad = pub(tls_server["wrong_ca"], 3)
+    assert bad.returncode != 0 and b"tls error" in bad.stderr.lower(), bad.stderr
