@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -27,35 +26,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clinical_world import LOG2_N, T0, build_world
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vitalcore import codec
 from vitalcore.backup import backup, main, restore, verify
+from vitalcore.clinical import Permission, Resource, open_store
 from vitalcore.errors import AccessDenied, StorageError, UsageError
 from vitalcore.server import Accounts
 from vitalcore.storage.store import Store
 
 TS = 1_764_115_200_000_000
-CLINICAL = Path(__file__).parent / "clinical"
-
-
-def _clinical_fixtures():
-    """tests/clinical's PostgreSQL fixture and world, loaded under a private name."""
-    if str(CLINICAL) not in sys.path:
-        sys.path.insert(0, str(CLINICAL))
-    spec = importlib.util.spec_from_file_location("_backup_clinical_fixtures",
-                                                  CLINICAL / "conftest.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-_fx = _clinical_fixtures()
-pg_server = _fx.pg_server
-from clinical_world import LOG2_N, T0, build_world  # noqa: E402
-
-from vitalcore.clinical import Permission, Resource, open_store  # noqa: E402
 
 
 def numerics(device: int, seq: int) -> bytes:

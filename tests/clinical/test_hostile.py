@@ -4,11 +4,11 @@ refused call writes nothing but its audit record."""
 from __future__ import annotations
 
 import pytest
-from clinical_pg import fresh_pg_target
 from clinical_world import LOG2_N, MIN, T0, build_world
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pg_cluster import fresh_pg_target
 from vitalcore.clinical import Resource, ScopeKind, open_store
 from vitalcore.errors import AccessDenied, UsageError
 

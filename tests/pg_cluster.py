@@ -1,5 +1,5 @@
-"""PostgreSQL for the clinical tests: find Debian's server binaries, start a throw-away
-cluster (see ``conftest.pg_server``), hand out fresh schemas.
+"""PostgreSQL for the tests: find Debian's server binaries, start a throw-away
+cluster (see ``pg_server`` in tests/conftest.py), hand out fresh schemas.
 
 Test modules import from here, never from ``conftest`` (several test directories have
 one, and only the first imported would be found).
