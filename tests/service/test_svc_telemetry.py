@@ -156,6 +156,27 @@ def test_accessory_over_limit_entry_point_deduplicates_per_accessory(world):
     assert again.created and d.order(a.order.order_id).status is OrderStatus.CANCELLED
 
 
+def test_an_accessory_reaching_its_limit_in_the_fleet_opens_an_order(world):
+    from vitalcore.fleet import StatusReading, open_fleet
+
+    fleet = open_fleet(world.store)
+    watch = TelemetryWatch(world.desk)
+    fleet.add_listener(watch.on_fleet_event)
+    t = world.clock.now_us()
+    fleet.define_model(ROOT, "BAT-SHORT", "battery", limit_h=2, warn_h=1, at_us=t)
+    fleet.register_asset("biomed", "battery", "BAT-0042", model="BAT-SHORT", at_us=t)
+    fleet.register_asset("biomed", "battery", "BAT-0043", model="BAT-SHORT", at_us=t)
+    bat = int(P.AccessoryKind.BATTERY)
+    for hours in (0, 1.5, 2.5):  # BAT-0043 in DEV's STATUS frames; BAT-0042 a spare
+        s = int(hours * 3600)
+        fleet.ingest([StatusReading(DEV, t + s * 1_000_000, 1000 + s, ((bat, "BAT-0043", s),))])
+        fleet.record_reading("biomed", "battery", "BAT-0042", s, t + s * 1_000_000, at_us=t)
+    (order,) = world.desk.orders(device_id=DEV)
+    assert order.auto_cause == "accessory.over_limit:BAT-0043"
+    assert order.request_type is RequestType.PREVENTIVE_MAINTENANCE
+    assert watch.counters["orders_opened"] == 1 and watch.counters["unplaced"] == 1
+
+
 def test_unknown_devices_and_causes_are_clear_errors(sqlite_world):
     world = sqlite_world
     t = world.clock.now_us()

@@ -179,7 +179,7 @@ class TelemetryWatch:
         self._drain: dict[int, tuple[int, int]] = {}  # device -> (start ts_us, start %)
         self._last_fault: dict[int, int] = {}
         self.counters = {"orders_opened": 0, "orders_repeated": 0, "unknown_devices": 0,
-                         "errors": 0}
+                         "unplaced": 0, "errors": 0}
 
     def _open(self, device_id: int, cause: str, evidence: dict, at_us: int) -> AutoOrder | None:
         try:
@@ -258,6 +258,23 @@ class TelemetryWatch:
                     "last_alarm_id": event.alarm.alarm_id}
         window.clear()
         return self._open(dev, cause, evidence, event.ts_us)
+
+    def on_fleet_event(self, event: Any) -> AutoOrder | None:
+        """Open a preventive-maintenance order for an asset that reached its replacement
+        limit: a :class:`vitalcore.fleet.LifecycleEvent` of kind ``over_limit``. Use as
+        a fleet listener: ``tracker.add_listener(watch.on_fleet_event)``. An asset on
+        no terminal (a spare) has no device to order for: counted as ``unplaced``."""
+        from ..fleet import EventKind
+
+        if event.kind is not EventKind.OVER_LIMIT:
+            return None
+        if not event.device_id:  # None or 0: read with a service tool, on no terminal
+            self.counters["unplaced"] += 1
+            return None
+        evidence = {"kind": str(event.asset_kind), "serial": event.serial,
+                    "hours": round(event.hours, 2), **event.detail}
+        return self._open(event.device_id, f"accessory.over_limit:{event.serial}", evidence,
+                          event.at_us)
 
     async def follow(self, events: AsyncIterator[Any]) -> None:
         """Consume an alarm subscription until it ends."""
