@@ -6,12 +6,8 @@ import base64
 import json
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 from woweb.demo import demo_png
-
-ROOT = Path(__file__).resolve().parents[3]
-IMG = ROOT / "docs" / "img"
 
 
 def _call(served, method: str, path: str, user: str | None = "nurse.li", body=None,
@@ -64,9 +60,7 @@ def test_closing_without_verification_is_refused_on_the_page(served):
     assert code == 400 and "no passed function test" in raw.decode()
 
 
-def test_pages_in_chromium_with_screenshots(served, browser):
-    IMG.mkdir(parents=True, exist_ok=True)
-
+def test_pages_in_chromium_with_screenshots(served, browser, screenshot):
     def page_for(user: str):
         ctx = browser.new_context(http_credentials={"username": user, "password": f"{user}-pw"},
                                   viewport={"width": 1360, "height": 860})
@@ -76,13 +70,13 @@ def test_pages_in_chromium_with_screenshots(served, browser):
     page.goto(served.url + "/")
     assert page.locator("table.orders tr").count() >= 6
     assert page.locator(".clock.breached").count() >= 1  # the dead terminal's clocks ran out
-    page.screenshot(path=str(IMG / "workorders-list.png"), full_page=True)
+    screenshot(page, "workorders-list.png")
     page.goto(served.url + "/orders/new")
     page.select_option("select[name=device_id]", "0000000000001008")
     page.select_option("select[name=ward_id]", "W1")
     page.fill("textarea[name=description]", "battery empty after two hours")
     page.fill("input[name=room]", "301")
-    page.screenshot(path=str(IMG / "workorders-new.png"), full_page=True)
+    screenshot(page, "workorders-new.png")
     page.click("form.intake button")
     page.wait_for_url("**/orders/*")
     assert "battery empty after two hours" in page.inner_text("main")
@@ -94,10 +88,10 @@ def test_pages_in_chromium_with_screenshots(served, browser):
     engineer.click("tr:has-text('terminal dead') a")
     engineer.wait_for_url("**/orders/*")
     assert "Escalated" in engineer.inner_text("main")
-    engineer.screenshot(path=str(IMG / "workorders-detail.png"), full_page=True)
+    screenshot(engineer, "workorders-detail.png")
     engineer.goto(served.url + "/report")
     assert "Response-time compliance" in engineer.inner_text("body")
-    engineer.screenshot(path=str(IMG / "workorders-report.png"), full_page=True)
+    screenshot(engineer, "workorders-report.png")
     code, ctype, pdf = _call(served, "GET", "/report?format=pdf", "biomed.wu")
     assert code == 200 and ctype == "application/pdf" and pdf.startswith(b"%PDF")
     engineer.context.close()
@@ -105,7 +99,7 @@ def test_pages_in_chromium_with_screenshots(served, browser):
     vendor.goto(served.url + "/vendor")
     text = vendor.inner_text("main")
     assert "0000000000001003" in text and "expires in" in text and "NIBP cuff" in text
-    vendor.screenshot(path=str(IMG / "workorders-vendor.png"), full_page=True)
+    screenshot(vendor, "workorders-vendor.png")
     vendor.goto(served.url + "/vendor/devices/0000000000001001")  # not entrusted to ACME
     assert "may not view_device_archive" in vendor.inner_text("main")
     vendor.context.close()

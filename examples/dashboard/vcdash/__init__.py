@@ -1,0 +1,1 @@
+"""vitalcore dashboard example: live ward and central monitoring in the browser."""
