@@ -5,9 +5,14 @@
 (a ``SimpleQueue.put``, about a microsecond; when the queue holds ``max_queue`` batches it
 drops the batch, counts it and raises the ``engine.overload`` system alarm). The engine's
 thread takes batches in commit order: it runs the fast rules (limits, status flags,
-liveness, clock) on every queued batch, then the arrhythmia analysis in slices of
-:data:`ANALYSIS_SLICE_S` (so limit and technical alarms never wait behind ECG work),
-queues plugin runs (:mod:`vitalcore.alarms.plugins`), advances the state machine
+liveness, clock) on every queued batch, vectorised over its rows (latest numerics, pleth
+frames and liveness kept as columns, :mod:`.columns`), and hands the batch's ECG frames to
+the engine's ECG thread, which analyses all devices' ECG in one batched pass every
+:data:`~vitalcore.alarms.ecgbatch.PASS_S` (numba without the GIL or the engine's lock,
+:mod:`.ecgbatch`), so limit and technical alarms never wait behind ECG work. (With
+``AlarmConfig(batched=False)`` the per-device reference twin runs instead: one
+:class:`~.arrhythmia.EcgAnalyser` per device on the engine thread in slices of
+:data:`ANALYSIS_SLICE_S`, Python per row.) It queues plugin runs (:mod:`vitalcore.alarms.plugins`), advances the state machine
 (:mod:`vitalcore.alarms.semantics`), hands every event to the :class:`AlarmLog`'s writer
 (group-committed with fsync) and then to listeners, async subscribers and the MQTT
 publisher. See docs/alarms.md.
@@ -29,9 +34,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from ..dsp.quality import LEADS_OFF, NOISY
 from ..errors import ConfigError, UsageError
 from ..protocol import FrameType, PlethChannel
-from .arrhythmia import ARRHYTHMIA_TIMING, ArrhythmiaConfig, EcgAnalyser
+from .arrhythmia import ARRHYTHMIA_CODES, ARRHYTHMIA_TIMING, ArrhythmiaConfig, EcgAnalyser
+from .columns import DeviceIndex, LatestNumerics, PlethFrames, frames_for
+from .ecgbatch import ASYSTOLE, BRADY, PASS_S, PAUSE, TACHY, VFIB, EcgBatch, EcgLead
 from .limits import LimitTable, limit_codes
 from .model import (
     SYSTEM_DEVICE,
@@ -69,8 +77,12 @@ log = logging.getLogger("vitalcore.alarms")
 _T = AlarmCategory.TECHNICAL
 _PLETH_CODES = frozenset({"spo2.low", "spo2.high", "pr.low", "pr.high", "probe_off"})
 _ECG_TECH = ("ecg.no_signal", "ecg.noisy", "data.gap")
+_ECG_CODES = ARRHYTHMIA_CODES + _ECG_TECH
+_A = AlarmCategory.ARRHYTHMIA
 #: Time the engine thread spends on ECG analysis after each batch while batches wait, s.
 ANALYSIS_SLICE_S = 0.005
+#: Batches of ECG frames waiting for the ECG thread beyond which new ones are shed.
+MAX_ECG_QUEUE = 2000
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,13 @@ class AlarmConfig:
         Committed batches waiting for the engine before new ones are dropped (counted).
     snippet_s : float
         Seconds of waveform kept per device and stored as evidence.
+    batched : bool
+        Do the per-batch work for all devices at once (the default): the ECG of every
+        device in one numba pass without the GIL (:mod:`vitalcore.alarms.ecgbatch`), the
+        latest numerics, pleth frames and liveness as columns (:mod:`.columns`). False
+        runs the per-device reference twin (one
+        :class:`~vitalcore.alarms.arrhythmia.EcgAnalyser` per device, Python per row):
+        same rules and alarms, kept for equivalence tests and as the benchmark's baseline.
     """
 
     arrhythmia: ArrhythmiaConfig = field(default_factory=ArrhythmiaConfig)
@@ -100,6 +119,7 @@ class AlarmConfig:
     tick_s: float = 0.25
     max_queue: int = 100_000
     snippet_s: float = 8.0
+    batched: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.arrhythmia, ArrhythmiaConfig):
@@ -112,14 +132,16 @@ class AlarmConfig:
             raise ConfigError("max_queue must be within 10-10,000,000")
         if not 1 <= self.snippet_s <= 60:
             raise ConfigError("snippet_s must be within 1-60 s")
+        if not isinstance(self.batched, bool):
+            raise ConfigError(f"batched must be a bool, got {self.batched!r}")
 
 
 class _Device:
     __slots__ = ("ecg", "pleth", "latest", "history", "battery", "flags", "last_gap_us",
-                 "drift_next")
+                 "drift_next", "slot")
 
     def __init__(self, engine: AlarmEngine) -> None:
-        self.ecg: EcgAnalyser | None = None
+        self.ecg: EcgAnalyser | EcgLead | None = None
         # recent IR pleth frames, kept as received (ts, raw, gain, offset, fs): assembled
         # into a window only when evidence or a plugin needs it
         self.pleth: deque[tuple[int, np.ndarray, float, float, int]] = deque(
@@ -130,6 +152,7 @@ class _Device:
         self.flags = 0
         self.last_gap_us = -(2**62)
         self.drift_next = 0.0
+        self.slot = -1  # row in the engine's columns (batched mode)
 
 
 class Subscription:
@@ -235,9 +258,24 @@ class AlarmEngine:
         self._lim_cache: tuple[int, np.ndarray, np.ndarray] | None = None
         self._watch_arr: np.ndarray | None = None
         self._limit_cond: dict[int, set[str]] = {}  # device -> limit codes in condition
-        self._ready: dict[int, None] = {}  # devices with a second or more of ECG queued
-        self._shed_seen = 0
         self._lock = threading.RLock()
+        self._ready: dict[int, None] = {}  # devices with a second or more of ECG queued
+        # the batched ECG analysis (None: one EcgAnalyser per device, the reference twin)
+        # the ECG thread writes the evidence rings under a lock of their own, so the
+        # engine thread waits for it only when it builds the evidence of an alarm
+        self._ecgb = (EcgBatch(self.config.arrhythmia, lock=threading.Lock())
+                      if self.config.batched else None)
+        self._ecgq: queue.SimpleQueue = queue.SimpleQueue()  # to the ECG thread
+        self._ecg_thread: threading.Thread | None = None
+        self._ecg_shed = 0
+        self._ecg_watch: set[int] = set()  # devices with an ECG condition under way
+        self._gap_at: dict[int, int] = {}  # device -> data time of its last ECG gap, µs
+        self._next_pass = 0.0
+        self._index = DeviceIndex()
+        self._latest = LatestNumerics()
+        self._pleth = PlethFrames(frames_for(self.config.snippet_s))
+        self._drift_watch: set[int] = set()
+        self._shed_seen = 0
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._listeners: list[Callable[[AlarmEvent], None]] = []
         self._subs: list[Subscription] = []
@@ -268,6 +306,10 @@ class AlarmEngine:
             self._thread = threading.Thread(target=self._run, name="vitalcore-alarms",
                                             daemon=True)
             self._thread.start()
+            if self._ecgb is not None:
+                self._ecg_thread = threading.Thread(target=self._ecg_run,
+                                                    name="vitalcore-alarms-ecg", daemon=True)
+                self._ecg_thread.start()
 
     def close(self) -> None:
         """Detach, process what is queued, stop the thread and plugins, close the log."""
@@ -279,6 +321,9 @@ class AlarmEngine:
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout=30)
+        if self._ecg_thread is not None:
+            self._ecgq.put(None)
+            self._ecg_thread.join(timeout=30)
         self.plugins.close()
         for s in list(self._subs):
             s.close()
@@ -374,8 +419,17 @@ class AlarmEngine:
         """Discharge: end the device's alarms and forget its state (no offline alarm)."""
         with self._lock:
             events = self.states.end_device(device_id, self._now_us(), user)
-            self._devices.pop(device_id, None)
+            d = self._devices.pop(device_id, None)
             self.liveness.forget(device_id)
+            if d is not None and d.slot >= 0:
+                self._index.remove(device_id)
+                self._latest.clear(d.slot)
+                self._pleth.clear(d.slot)
+                self._drift_watch.discard(device_id)
+            if self._ecgb is not None:
+                self._ecgq.put(("forget", device_id))
+                self._ecg_watch.discard(device_id)
+                self._gap_at.pop(device_id, None)
             self._emit(events, None)
         return events
 
@@ -391,6 +445,9 @@ class AlarmEngine:
             out.update(queued=self._queue.qsize(), dropped_batches=self.dropped_batches,
                        devices=len(self._devices), active=self.states.count(),
                        plugins=self.plugins.stats())
+            if self._ecgb is not None:
+                out.update(ecg_queued=self._ecgq.qsize(), ecg_late_frames=self._ecgb.late_frames,
+                           ecg_restarts=self._ecgb.restarts)
         if lat.size:
             out["latency_ms_p50"] = float(np.percentile(lat, 50) * 1e3)
             out["latency_ms_p99"] = float(np.percentile(lat, 99) * 1e3)
@@ -412,8 +469,11 @@ class AlarmEngine:
                     stop = True
                     break
                 try:
-                    with self._lock:
-                        self._handle(item)
+                    if item and item[0] == "mark":
+                        self._mark(item[1])
+                    else:
+                        with self._lock:
+                            self._handle(item)
                 except Exception:  # a bug must not stop alarms for everyone else
                     log.exception("alarm engine failed on %r; going on", type(item))
                 try:
@@ -427,14 +487,182 @@ class AlarmEngine:
                 # while batches wait (all of it when none do), so limit and technical
                 # alarms never wait behind ECG work; under overload, ECG queues per
                 # device (bounded, then shed) and is analysed in bigger chunks
-                self._analyse_ready(ANALYSIS_SLICE_S)
+                if self._ecgb is None:
+                    self._analyse_ready(ANALYSIS_SLICE_S)
             except Exception:
                 log.exception("alarm engine failed in its periodic work; going on")
             if stop:
                 break
+        self._sync_ecg()
         with self._lock:
             self._analyse_ready(None)
             self._periodic()
+
+    def _mark(self, done: threading.Event) -> None:
+        """wait_idle's marker: everything before it analysed (ECG thread included)."""
+        self._sync_ecg()
+        with self._lock:
+            self._analyse_ready(None)
+            self._periodic(force=True)
+            if self.log is not None:
+                self.log.flush()
+        done.set()
+
+    def _sync_ecg(self) -> None:
+        """Wait until the ECG thread has analysed everything handed to it so far."""
+        if self._ecg_thread is not None and self._ecg_thread.is_alive():
+            ev = threading.Event()
+            self._ecgq.put(("mark", ev))
+            ev.wait(60)
+
+    def _ecg_run(self) -> None:
+        """The ECG thread: log frames, and every PASS_S (at once for a marker) run the
+        batched pass; the numba work holds neither the GIL nor the engine's lock."""
+        eb = self._ecgb
+        assert eb is not None
+        while True:
+            wait = max(0.0, self._next_pass - time.perf_counter())
+            try:
+                item = self._ecgq.get(timeout=wait if eb.pending_samples else PASS_S)
+            except queue.Empty:
+                item = ()
+            marks: list[threading.Event] = []
+            frames: list[tuple[np.ndarray, ...]] = []  # logged together: one lookup
+            stop = False
+            while True:
+                if item is None:
+                    stop = True
+                    break
+                if item and item[0] == "frames":
+                    frames.append(item[1:])
+                elif item and item[0] == "forget":
+                    self._ecg_log(frames)  # the frames before it first
+                    eb.forget(item[1])
+                elif item:
+                    marks.append(item[1])
+                if time.perf_counter() >= self._next_pass and (frames or eb.pending_samples):
+                    break  # frames keep coming: analyse what is logged first
+                try:
+                    item = self._ecgq.get_nowait()
+                except queue.Empty:
+                    break
+            self._ecg_log(frames)
+            if marks or stop or time.perf_counter() >= self._next_pass:
+                try:
+                    self._ecg_pass()
+                except Exception:  # noqa: BLE001
+                    log.exception("ECG pass failed; going on")
+            for m in marks:
+                m.set()
+            if stop:
+                return
+
+    def _ecg_log(self, frames: list[tuple[np.ndarray, ...]]) -> None:
+        """ECG thread: log the ECG frames of several batches at once (columns merged)."""
+        if not frames:
+            return
+        try:
+            if len(frames) == 1:
+                self._ecg_frames(*frames[0])
+            else:
+                cols = list(zip(*frames, strict=True))
+                base = np.cumsum([0] + [a.size for a in cols[6][:-1]]).tolist()
+                start = np.concatenate([st + b for st, b in zip(cols[7], base, strict=True)])
+                merged = [np.concatenate(c) for c in cols]
+                merged[7] = start
+                self._ecg_frames(*merged)
+        except Exception:  # noqa: BLE001 - ECG alarms must go on for the others
+            log.exception("ECG analysis failed on %d batches of frames; going on", len(frames))
+        frames.clear()
+
+    def _ecg_frames(self, devs: np.ndarray, chans: np.ndarray, ts: np.ndarray,
+                    fs: np.ndarray, gain: np.ndarray, off: np.ndarray, samples: np.ndarray,
+                    start: np.ndarray, n: np.ndarray) -> None:
+        """ECG thread: log a batch's ECG frames of each device's primary lead."""
+        eb = self._ecgb
+        assert eb is not None
+        slots = eb.slots(devs)
+        if (slots < 0).any():  # devices new to the analysis: the first lead seen is primary
+            new = np.flatnonzero(slots < 0)
+            udev, first = np.unique(devs[new], return_index=True)
+            with self._lock:
+                for dev, ch in zip(udev.tolist(), chans[new[first]].tolist(), strict=True):
+                    lead = eb.lead(dev, ch)
+                    d = self._devices.get(dev)
+                    if d is not None and d.ecg is None:
+                        d.ecg = lead
+            slots = eb.slots(devs)
+        ok = chans == eb.channels(slots)
+        eb.add_frames(slots[ok], ts[ok], fs[ok], gain[ok], off[ok], samples, start[ok], n[ok])
+
+    def _ecg_pass(self) -> None:
+        """One batched pass over the ECG logged since the last (the numba work runs
+        without the GIL and without the engine's lock); then the findings."""
+        assert self._ecgb is not None
+        self._next_pass = time.perf_counter() + PASS_S
+        j = self._ecgb.step()
+        if j is None or not j.device_id.size:
+            return
+        tcfg = self.config.technical
+        new_gap = j.gap_s >= tcfg.gap_alarm_s
+        look = (j.bits != 0) | ((j.qflags & (LEADS_OFF | NOISY)) != 0) | new_gap
+        now_us = self._now_us()
+        with self._lock:
+            if self._ecg_watch or self._gap_at:
+                watch = np.fromiter(self._ecg_watch | self._gap_at.keys(), np.uint64)
+                look |= np.isin(j.device_id, watch)
+            events: list[AlarmEvent] = []
+            for k in np.flatnonzero(look).tolist():
+                self._judged(int(j.device_id[k]), int(j.ts_us[k]), int(j.bits[k]),
+                             float(j.silence_s[k]), float(j.hr_bpm[k]), int(j.qflags[k]),
+                             float(j.gap_s[k]) if new_gap[k] else math.nan, events, now_us)
+            self._emit(events, None)
+
+    def _judged(self, dev: int, ts: int, bits: int, silence: float, hr: float, qflags: int,
+                gap: float, events: list[AlarmEvent], now_us: int) -> None:
+        """Findings of one device's batched judgement (what _analyse makes of the twin's)."""
+        d = self._devices.get(dev)
+        if d is None:
+            return
+        c = self.config.arrhythmia
+        found = []
+        if bits & VFIB:
+            found.append(Finding("vfib", AlarmPriority.HIGH, _A, "VF/VFL", ts))
+        if bits & ASYSTOLE:
+            found.append(Finding("asystole", AlarmPriority.HIGH, _A,
+                                 f"asystole: no beat for {silence:.1f} s", ts, silence,
+                                 c.asystole_s))
+        if bits & PAUSE:
+            found.append(Finding("pause", AlarmPriority.MEDIUM, _A, f"pause {silence:.1f} s",
+                                 ts, silence, c.pause_s))
+        if bits & BRADY:
+            found.append(Finding("brady.extreme", AlarmPriority.HIGH, _A,
+                                 f"extreme bradycardia {hr:.0f} bpm", ts, hr, c.brady_bpm))
+        if bits & TACHY:
+            found.append(Finding("tachy.extreme", AlarmPriority.HIGH, _A,
+                                 f"extreme tachycardia {hr:.0f} bpm", ts, hr, c.tachy_bpm))
+        st = self.states
+        events += st.observe(dev, ARRHYTHMIA_CODES, found, ts, now_us)
+        tech = []
+        if qflags & LEADS_OFF and not d.flags & 0x02:  # not already reported as leads off
+            tech.append(Finding("ecg.no_signal", AlarmPriority.MEDIUM, _T,
+                                "no usable ECG (flat, clipped or missing)", ts))
+        if qflags & NOISY:
+            tech.append(Finding("ecg.noisy", AlarmPriority.LOW, _T, "noisy ECG", ts))
+        if not math.isnan(gap):
+            self._gap_at[dev] = ts
+        at = self._gap_at.get(dev)
+        if at is not None:
+            if ts - at < self.config.technical.gap_hold_s * 1e6:
+                tech.append(Finding("data.gap", AlarmPriority.LOW, _T, "gap in the ECG data",
+                                    ts, gap))
+            else:
+                del self._gap_at[dev]
+        events += st.observe(dev, _ECG_TECH, tech, ts, now_us)
+        if any(st.tracked(dev, code) for code in _ECG_CODES):
+            self._ecg_watch.add(dev)
+        else:
+            self._ecg_watch.discard(dev)
 
     def _analyse_ready(self, budget_s: float | None) -> None:
         t0 = time.perf_counter()
@@ -456,13 +684,6 @@ class AlarmEngine:
     def _handle(self, item: Any) -> None:
         if not item:
             return
-        if item[0] == "mark":
-            self._analyse_ready(None)
-            self._periodic(force=True)
-            if self.log is not None:
-                self.log.flush()
-            item[1].set()
-            return
         if item[0] == "conn":
             _, dev, up = item
             mono = self._mono()
@@ -478,7 +699,15 @@ class AlarmEngine:
         d = self._devices.get(dev)
         if d is None:
             d = self._devices[dev] = _Device(self)
+            if self._ecgb is not None:
+                d.slot = self._index.add(dev)
         return d
+
+    def _latest_of(self, d: _Device) -> dict[int, tuple[int, float]]:
+        return self._latest.of(d.slot) if d.slot >= 0 else dict(d.latest)
+
+    def _pleth_of(self, d: _Device) -> list[tuple[int, np.ndarray, float, float, int]]:
+        return self._pleth.frames_of(d.slot) if d.slot >= 0 else list(d.pleth)
 
     def _batch(self, batch: DecodedBatch, t_commit: float) -> None:
         self.counters["batches"] += 1
@@ -492,6 +721,17 @@ class AlarmEngine:
         newest = np.full(len(devs), np.iinfo(np.int64).min, np.int64)
         np.maximum.at(newest, inv, fr["ts_us"])
         drift_s = self.config.technical.clock_drift_s
+        all_devs = devs
+        if self._ecgb is not None:
+            dl = devs.tolist()
+            for dev in [x for x in dl if x not in self._devices]:
+                self._device(dev)
+            self.liveness.seen_many(dl, mono)
+            # only devices off by more than the limit, or with a drift condition under way
+            look = np.abs(newest - now_us) > drift_s * 1e6
+            if self._drift_watch:
+                look |= np.isin(devs, np.fromiter(self._drift_watch, np.uint64))
+            devs, newest = devs[look], newest[look]
         for dev, ts in zip(devs.tolist(), newest.tolist(), strict=True):
             self.liveness.seen(dev, mono)
             d = self._device(dev)
@@ -504,11 +744,15 @@ class AlarmEngine:
                     events += st.observe(dev, ("clock.drift",), [f], now_us, now_us)
                 elif st.tracked(dev, "clock.drift"):
                     events += st.observe(dev, ("clock.drift",), (), now_us, now_us)
+                if st.tracked(dev, "clock.drift"):
+                    self._drift_watch.add(dev)
+                else:
+                    self._drift_watch.discard(dev)
         self._numerics(batch, events, now_us)
         self._status(batch, events, now_us)
         self._waves(batch, events, now_us)
         if self.plugins.rules:
-            self._plugins(devs.tolist(), now_us, mono)
+            self._plugins(all_devs.tolist(), now_us, mono)
         self._emit(events, t_commit)
 
     def _limit_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -536,6 +780,10 @@ class AlarmEngine:
         valid = (status == 0) & np.isfinite(vals)
         rows = np.flatnonzero(valid)
         hist = self.plugins.rules
+        if self._ecgb is not None:  # every device of the batch has a slot (see _batch)
+            self._latest.update(self._index.lookup(devs[rows]), t["ts_us"][rows],
+                                codes[rows], vals[rows], self._index.size)
+            rows = rows[:0]
         for dev, ts, code, value in zip(devs[rows].tolist(), t["ts_us"][rows].tolist(),
                                         codes[rows].tolist(), vals[rows].tolist(), strict=True):
             d = self._devices.get(dev) or self._device(dev)
@@ -609,6 +857,13 @@ class AlarmEngine:
         if not rows.size:
             return
         samples = batch.samples
+        if self._ecgb is not None:
+            self._waves_batched(w, rows, samples)
+            p = rows[w["frame_type"][rows] != FrameType.ECG]
+            self._pleth.add(self._index.lookup(w["device_id"][p]), w["ts_us"][p],
+                            w["fs_hz"][p], w["gain"][p], w["offset"][p], samples,
+                            w["sample_start"][p], w["n_samples"][p], self._index.size)
+            return
         acfg = self.config.arrhythmia
         ready = self._ready
         for dev, ft, ch, ts, fs, gain, off, s0, n in zip(
@@ -627,6 +882,18 @@ class AlarmEngine:
                 continue
             if a.add(ts, raw, gain, off, fs):
                 ready[dev] = None
+
+    def _waves_batched(self, w: Mapping[str, np.ndarray], rows: np.ndarray,
+                       samples: np.ndarray) -> None:
+        """Hand the batch's ECG frames to the ECG thread (columns, no per-row work)."""
+        rows = rows[w["frame_type"][rows] == FrameType.ECG]
+        if rows.size and self._ecgq.qsize() >= MAX_ECG_QUEUE:  # the ECG thread is far behind
+            self._ecg_shed += int(rows.size)  # shed (counted, engine.overload alarm)
+        elif rows.size:
+            self._ecgq.put(("frames", w["device_id"][rows], w["channel"][rows],
+                            w["ts_us"][rows], w["fs_hz"][rows], w["gain"][rows],
+                            w["offset"][rows], samples, w["sample_start"][rows],
+                            w["n_samples"][rows]))
 
     def _analyse(self, dev: int, d: _Device, events: list[AlarmEvent], now_us: int) -> None:
         a = d.ecg
@@ -663,9 +930,9 @@ class AlarmEngine:
                 d = self._devices[dev]
                 if d.history is None:  # device seen before the first rule was added
                     d.history = NumericWindow()
-                ctx = RuleContext(dev, now_us, pa.table(d.history.columns()), dict(d.latest),
-                                  _snap(d.ecg.ring if d.ecg else None),
-                                  _snap(_pleth_ring(d, self.config.snippet_s)),
+                ctx = RuleContext(dev, now_us, pa.table(d.history.columns()),
+                                  self._latest_of(d), _snap(d.ecg.ring if d.ecg else None),
+                                  _snap(_pleth_ring(self._pleth_of(d), self.config.snippet_s)),
                                   d.battery, d.flags)
                 host.submit(name, ctx, now_us, mono)
 
@@ -698,7 +965,8 @@ class AlarmEngine:
         self._emit(self.states.tick(now_us), None)
         shed = self._shed_seen
         if force or mono >= self._next_live:  # once a second: a sum over the devices
-            shed = sum(d.ecg.shed_frames for d in self._devices.values() if d.ecg is not None)
+            shed = self._ecg_shed if self._ecgb is not None else sum(
+                d.ecg.shed_frames for d in self._devices.values() if d.ecg is not None)
         if self.dropped_batches != self._dropped_seen or shed != self._shed_seen:
             n = self.dropped_batches - self._dropped_seen
             m = shed - self._shed_seen
@@ -748,11 +1016,12 @@ class AlarmEngine:
         if alarm.code not in _PLETH_CODES and d.ecg is not None:
             ring, wtype = d.ecg.ring, FrameType.ECG
         else:
-            ring, wtype = _pleth_ring(d, self.config.snippet_s), FrameType.PLETH
+            ring, wtype = _pleth_ring(self._pleth_of(d), self.config.snippet_s), FrameType.PLETH
+        latest = self._latest_of(d)
         if ring.n == 0:
-            return Evidence(dict(d.latest))
+            return Evidence(latest)
         start, values = ring.last(self.config.snippet_s)
-        return Evidence(dict(d.latest), int(wtype), ring.fs, start, values)
+        return Evidence(latest, int(wtype), ring.fs, start, values)
 
     def _emit(self, events: list[AlarmEvent], t_commit: float | None) -> None:
         if not events:
@@ -780,10 +1049,11 @@ class AlarmEngine:
                 sub._offer(ev)
 
 
-def _pleth_ring(d: _Device, seconds: float) -> WaveRing:
-    """The device's recent IR pleth frames placed in a ring (built on demand)."""
+def _pleth_ring(frames: Iterable[tuple[int, np.ndarray, float, float, int]],
+                seconds: float) -> WaveRing:
+    """A device's recent IR pleth frames placed in a ring (built on demand)."""
     ring = WaveRing(seconds)
-    for ts, raw, gain, off, fs in d.pleth:
+    for ts, raw, gain, off, fs in frames:
         ring.feed(ts, raw * gain + off, fs)
     return ring
 

@@ -136,6 +136,13 @@ class Liveness:
         self.last_seen[device_id] = now
         self.disconnected_at.pop(device_id, None)
 
+    def seen_many(self, device_ids: list[int], now: float) -> None:
+        """:meth:`seen` for each of ``device_ids`` (one dict update)."""
+        self.last_seen.update(dict.fromkeys(device_ids, now))
+        if self.disconnected_at:
+            for dev in self.disconnected_at.keys() & set(device_ids):
+                del self.disconnected_at[dev]
+
     def connected(self, device_id: int, now: float) -> None:
         self.seen(device_id, now)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from vitalcore.dsp.nibp import NIBP_REASONS, NIBPResult, estimate_nibp
 from vitalcore.dsp.qrs import FS_MAX, FS_MIN, QRSDetector, detect_qrs
+from vitalcore.dsp.qrs_bank import QRSBank
 from vitalcore.dsp.quality import (
     CLIPPED,
     FLAT,
@@ -51,6 +52,7 @@ __all__ = [
     "NIBP_REASONS",
     "NOISY",
     "NONFINITE",
+    "QRSBank",
     "QRSDetector",
     "SPO2_FLAGS",
     "SpO2Estimator",
