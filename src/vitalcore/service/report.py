@@ -7,31 +7,16 @@ extra) are imported on use; the template ships in ``vitalcore/service/templates`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import UsageError
+from ..reporting import html_to_pdf, template_environment
 from .kpi import KPIReport
 from .model import Milestone, minute
 from .sla import ClockState, clock_views
 
-if TYPE_CHECKING:
-    import jinja2
-
 __all__ = ["render_html", "render_pdf"]
 
-_env: jinja2.Environment | None = None
-
-
-def _environment() -> jinja2.Environment:
-    global _env
-    if _env is None:
-        import jinja2
-
-        _env = jinja2.Environment(
-            loader=jinja2.PackageLoader("vitalcore.service", "templates"),
-            autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined,
-            trim_blocks=True, lstrip_blocks=True)
-    return _env
 
 
 def _pct(v: float | None) -> str:
@@ -73,7 +58,7 @@ def render_html(report: KPIReport, *, title: str = "Monthly service report",
     """The report as one self-contained HTML document (prints on A4)."""
     if not isinstance(report, KPIReport):
         raise UsageError("render_html needs a KPIReport (ServiceDesk.kpis / monthly_kpis)")
-    env = _environment()
+    env = template_environment("vitalcore.service")
     css = env.loader.get_source(env, "service.css")[0]  # type: ignore[union-attr]
     return env.get_template("monthly.html.j2").render(
         css=css, **_context(report, title, institution))
@@ -82,7 +67,4 @@ def render_html(report: KPIReport, *, title: str = "Monthly service report",
 def render_pdf(report: KPIReport, *, title: str = "Monthly service report",
                institution: str = "") -> bytes:
     """The report as an A4 PDF rendered by weasyprint from :func:`render_html`."""
-    import weasyprint
-
-    return weasyprint.HTML(string=render_html(report, title=title,
-                                              institution=institution)).write_pdf()
+    return html_to_pdf(render_html(report, title=title, institution=institution))

@@ -9,21 +9,18 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from ...errors import UsageError
+from ...reporting import html_to_pdf, template_environment
 from ..abpm import INVALID_REASONS, ABPMReport
 from .plot import hourly_profile_svg
-
-if TYPE_CHECKING:
-    import jinja2
 
 __all__ = ["ReportHeader", "render_html", "render_pdf"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PERIODS = ("-", "day", "night")
-_env: jinja2.Environment | None = None
 
 
 @dataclass(frozen=True)
@@ -44,18 +41,6 @@ class ReportHeader:
     def __post_init__(self) -> None:
         if not isinstance(self.patient_id, str) or not self.patient_id:
             raise UsageError("ReportHeader needs a non-empty patient_id")
-
-
-def _environment() -> jinja2.Environment:
-    global _env
-    if _env is None:
-        import jinja2
-
-        _env = jinja2.Environment(
-            loader=jinja2.PackageLoader("vitalcore.clinical.report", "templates"),
-            autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined,
-            trim_blocks=True, lstrip_blocks=True)
-    return _env
 
 
 def _num(v: float | None, digits: int = 0) -> str:
@@ -120,7 +105,7 @@ def render_html(report: ABPMReport, header: ReportHeader) -> str:
         raise UsageError("render_html needs an ABPMReport (see abpm_report)")
     if not isinstance(header, ReportHeader):
         raise UsageError("render_html needs a ReportHeader")
-    env = _environment()
+    env = template_environment("vitalcore.clinical.report")
     css = env.loader.get_source(env, "abpm.css")[0]  # type: ignore[union-attr]
     return env.get_template("abpm.html.j2").render(css=css, **_context(report, header))
 
@@ -128,6 +113,4 @@ def render_html(report: ABPMReport, header: ReportHeader) -> str:
 def render_pdf(report: ABPMReport, header: ReportHeader) -> bytes:
     """The report as a PDF (A4, running header with patient and period, page numbers),
     rendered by weasyprint from :func:`render_html`."""
-    import weasyprint
-
-    return weasyprint.HTML(string=render_html(report, header)).write_pdf()
+    return html_to_pdf(render_html(report, header))
