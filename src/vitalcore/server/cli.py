@@ -34,6 +34,9 @@ import signal
 import ssl
 import sys
 
+import uvloop
+
+from ..errors import StorageError
 from .auth import ROLES, Accounts
 from .topics import parse_device_name
 
@@ -293,12 +296,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit("--add-device / --add-user need --accounts")
         return _edit_accounts(args)
     try:
-        import uvloop
-    except ImportError:
-        logging.getLogger("vitalcore.server").warning("uvloop not installed: using asyncio")
-        asyncio.run(_serve(args))
-    else:
         uvloop.run(_serve(args))
+    except StorageError as exc:  # full or read-only disk, corrupt log: one clear line
+        logging.getLogger("vitalcore.server").debug("storage failure", exc_info=True)
+        sys.exit(f"vitalcore serve: storage error: {exc}")
     return 0
 
 

@@ -731,8 +731,10 @@ class HistoryStore:
         """Delete every file holding an LSN above ``lsn`` (the last checkpoint).
 
         Called on restart before the WAL is replayed from ``lsn + 1``, so replayed
-        frames cannot be stored twice. Also removes temporary files left by a crash
-        in the affected directories, and forgets journal entries up to ``lsn``.
+        frames cannot be stored twice; only the store's single writer may call it (it
+        deletes what a running flush writes). Also removes temporary files left by a
+        crash in the affected directories and in ``_journal/``, and forgets journal
+        entries up to ``lsn``.
 
         Raises
         ------
@@ -764,6 +766,9 @@ class HistoryStore:
                     _fsync_path(d)
         for _, _, journal in self._journals():
             journal.unlink()
+        for entry in os.scandir(self.root / "_journal"):  # entries a crash left half-written
+            if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                os.unlink(entry.path)
         if self._durable:
             _fsync_path(self.root / "_journal")
         return sorted(p for _, _, p in found)

@@ -20,6 +20,7 @@ before the restart is still recognised as a duplicate.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -39,7 +40,7 @@ from ..codec import FrameDecoder
 from ..errors import BackPressureError, StorageError, UsageError
 from ..jsonframes import JsonFrameDecoder
 from .history import HistoryStore, history_table
-from .wal import WriteAheadLog
+from .wal import WriteAheadLog, _describe
 
 __all__ = ["Store"]
 
@@ -47,6 +48,10 @@ log = logging.getLogger("vitalcore.storage")
 
 CHECKPOINT = "checkpoint.json"
 STREAMS = "streams.npz"
+#: Seconds between attempts to reopen a failed write-ahead log (see Store.commit), at first.
+WAL_RETRY_S = 1.0
+#: Longest delay between reopen attempts while the cause of the failure lasts (s).
+WAL_RETRY_MAX_S = 30.0
 
 
 class Store:
@@ -75,6 +80,11 @@ class Store:
         it is exceeded; the memory held by pending batches is about 2-3x this.
     keep_rejects : int
         Rejected frames kept for inspection by the decoder.
+    wal_retry_s : float
+        After an I/O error failed the write-ahead log (disk full, read-only file system),
+        :meth:`commit` reopens it, first after this many seconds, then at doubling
+        intervals (up to :data:`WAL_RETRY_MAX_S`) while it keeps failing, and goes on once
+        the disk is usable again; until then it raises :class:`~vitalcore.errors.StorageError`.
     """
 
     def __init__(
@@ -87,16 +97,16 @@ class Store:
         flush_interval_s: float = 60.0,
         max_unflushed_bytes: int = 256 << 20,
         keep_rejects: int = 256,
+        wal_retry_s: float = WAL_RETRY_S,
     ) -> None:
-        if flush_interval_s < 0 or max_unflushed_bytes <= 0:
-            raise UsageError("flush_interval_s must be >= 0 and max_unflushed_bytes > 0")
+        if flush_interval_s < 0 or max_unflushed_bytes <= 0 or wal_retry_s < 0:
+            raise UsageError("flush_interval_s and wal_retry_s must be >= 0 and "
+                             "max_unflushed_bytes > 0")
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
         self.decoder = FrameDecoder(keep_rejects=keep_rejects)
         self.json = JsonFrameDecoder(self.decoder)
         self.streams = StreamTable()
         self.buffers = StreamBuffers(window_s)
-        self.history = HistoryStore(self.root / "history")
         self.max_unflushed_bytes = max_unflushed_bytes
         self._lock = threading.Lock()  # guards _pending and counters shared with the flusher
         self._flush_lock = threading.Lock()  # one flush at a time
@@ -105,12 +115,35 @@ class Store:
         self._unlogged: DecodedBatch | None = None  # classified, refused by a full WAL queue
         self.counters = dict.fromkeys(
             ("commits", "frames", "duplicates", "gaps", "missing", "late", "restarts",
-             "flushes", "flushed_frames", "flush_errors", "listener_errors"), 0
+             "flushes", "flushed_frames", "flush_errors", "listener_errors", "wal_reopens",
+             "frames_not_logged"), 0
         )
         self._commit_listeners: list[Callable[[DecodedBatch], None]] = []
         self._wake = threading.Event()  # set when pending data passes half its bound
-        self._checkpoint_lsn = self._recover_checkpoint()
-        self.wal = WriteAheadLog(self.root / "wal", sync=sync, group_commit_ms=group_commit_ms)
+        self._wal_options = {"sync": sync, "group_commit_ms": group_commit_ms}
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot open the store in {self.root}: {_describe(exc)}") from exc
+        # The WAL first: its lock makes this the directory's only writer before the
+        # recovery below deletes Parquet files beyond the checkpoint (in a second Store
+        # opened on a live directory, that would delete what the live one's flush wrote
+        # just before its checkpoint, and the WAL truncation after it would lose them).
+        self.wal = WriteAheadLog(self.root / "wal", **self._wal_options)
+        try:  # a read-only or full disk must say so, not leak an OSError from a helper
+            self.history = HistoryStore(self.root / "history")
+            self._checkpoint_lsn = self._recover_checkpoint()
+        except BaseException as exc:
+            with contextlib.suppress(StorageError):
+                self.wal.close()
+            if isinstance(exc, OSError):
+                raise StorageError(
+                    f"cannot open the store in {self.root}: {_describe(exc)}") from exc
+            raise
+        self._wal_retry_s = float(wal_retry_s)
+        self._wal_retry_delay = self._wal_retry_s  # doubles while reopened logs fail again
+        self._next_wal_retry = 0.0  # monotonic time of the next reopen attempt
+        self._reopened_at = -1  # last LSN of the last reopened log, until it commits more
         self._replay()
         self._closed = False
         self._stop = threading.Event()
@@ -130,15 +163,20 @@ class Store:
             if removed:
                 log.warning("removed %d Parquet file(s) written before any checkpoint", len(removed))
             return 0
-        try:
-            lsn = int(json.loads(path.read_text())["lsn"])
-            with np.load(self.root / STREAMS) as z:
-                self.streams.load({k: z[k] for k in z.files})
-        except (OSError, ValueError, KeyError) as exc:
-            raise StorageError(f"checkpoint of {self.root} is unreadable: {exc}") from exc
+        lsn = self._load_checkpoint_state(self.streams)
         removed = self.history.remove_after(lsn)
         if removed:
             log.warning("removed %d Parquet file(s) beyond checkpoint LSN %d", len(removed), lsn)
+        return lsn
+
+    def _load_checkpoint_state(self, streams: StreamTable) -> int:
+        """Load the checkpointed sequence state into ``streams``; the checkpoint LSN."""
+        try:
+            lsn = int(json.loads((self.root / CHECKPOINT).read_text())["lsn"])
+            with np.load(self.root / STREAMS) as z:
+                streams.load({k: z[k] for k in z.files})
+        except (OSError, ValueError, KeyError) as exc:
+            raise StorageError(f"checkpoint of {self.root} is unreadable: {exc}") from exc
         return lsn
 
     def _replay(self) -> None:
@@ -204,6 +242,11 @@ class Store:
             frames fed since the last successful commit are not durable (never report
             them acknowledged).
         """
+        if self.wal.failed:
+            self._reopen_wal()  # raises StorageError while the cause lasts
+        elif self._reopened_at >= 0 and self.wal.durable_lsn > self._reopened_at:
+            self._reopened_at = -1  # the reopened log works: back to the short delay
+            self._wal_retry_delay = self._wal_retry_s
         batch = self.decoder.take()
         # Classification, the WAL append and the pending list change under one lock, so
         # the sequence state a flush checkpoints covers exactly the frames it flushes
@@ -239,6 +282,75 @@ class Store:
         if refused is not None:
             raise refused
         return lsn
+
+    def _reopen_wal(self) -> None:
+        """Replace a failed write-ahead log by a fresh one recovered from the disk.
+
+        The WAL fails for good on an I/O error (disk full, read-only file system, EIO);
+        once the cause is gone the store reopens the directory, which recovers what is
+        really on disk. Attempts are ``wal_retry_s`` apart, doubling up to
+        :data:`WAL_RETRY_MAX_S` while each reopened log fails again before committing
+        anything (each attempt scans the log: a still-full disk must not cost the event
+        loop a scan a second). Everything committed
+        after the last durable record was never acknowledged and is not on disk: its
+        pending batches and the frames the WAL refused are dropped, and the sequence
+        state is rebuilt from the checkpoint plus the batches still in the log, so that
+        the devices' retransmissions of the dropped frames are accepted again instead of
+        being taken for duplicates (which would acknowledge frames stored nowhere).
+
+        Raises
+        ------
+        StorageError
+            Not yet time to retry, a flush is running, or the directory still cannot be
+            opened; the failed log stays in place.
+        """
+        failed = self.wal
+        now = time.monotonic()
+        if now < self._next_wal_retry or not self._flush_lock.acquire(blocking=False):
+            failed.append(b"")  # raises the failure, naming its cause
+        try:
+            self._next_wal_retry = now + self._wal_retry_delay
+            self._wal_retry_delay = min(max(2 * self._wal_retry_delay, self._wal_retry_s),
+                                        WAL_RETRY_MAX_S)
+            try:
+                failed.close()
+            except StorageError:
+                pass  # the failure we are recovering from
+            try:
+                wal = WriteAheadLog(self.root / "wal", **self._wal_options)
+            except StorageError as exc:
+                log.error("write-ahead log still unusable, retry in %.0f s: %s",
+                          self._next_wal_retry - now, exc)
+                raise
+            streams = StreamTable()
+            if (self.root / CHECKPOINT).exists():
+                self._load_checkpoint_state(streams)
+            # Records after the failed log's durable LSN may be back on open (written, but
+            # their fsync failed: the page cache may hold what the disk lost). Never
+            # reported durable, they are treated as not stored: their retransmissions are
+            # logged again (a crash before the next checkpoint could then replay both).
+            limit = min(wal.last_lsn, failed.durable_lsn)
+            with self._lock:
+                keep = [(lsn, b) for lsn, b in self._pending if lsn <= limit]
+                dropped = sum(b.n_frames for lsn, b in self._pending if lsn > limit)
+                if self._unlogged is not None:
+                    dropped += self._unlogged.n_frames
+                    self._unlogged = None
+                for _, b in keep:
+                    streams.classify_batch(b)
+                self._pending = keep
+                self._pending_bytes = sum(len(b.raw) for _, b in keep)
+                self.streams = streams
+                self.wal = wal
+                self._reopened_at = wal.durable_lsn
+                self.counters["wal_reopens"] += 1
+                self.counters["frames_not_logged"] += dropped
+                self.counters["frames"] -= dropped
+        finally:
+            self._flush_lock.release()
+        log.warning("write-ahead log reopened after a failure at LSN %d: %d frame(s) committed "
+                    "after it were not durable and were dropped (never acknowledged; devices "
+                    "resend them)", limit, dropped)
 
     def add_commit_listener(self, callback: Callable[[DecodedBatch], None]) -> None:
         """Call ``callback(batch)`` with each batch :meth:`commit` logs (duplicates removed).

@@ -224,6 +224,11 @@ class WriteAheadLog:
             else:
                 self._fd = os.open(segments[-1].path, os.O_WRONLY | os.O_CLOEXEC)
                 os.lseek(self._fd, segments[-1].size, os.SEEK_SET)
+                if self._sync is not SyncPolicy.NONE:
+                    # The records recovered are reported durable at once, but after a
+                    # process crash the last blocks may sit in the page cache only
+                    # (written, not yet synced): sync them before anyone relies on them.
+                    _sync_file(self._fd)
         except OSError as exc:
             self._close_fds()
             raise StorageError(
@@ -299,6 +304,11 @@ class WriteAheadLog:
     def durable_lsn(self) -> int:
         """Highest LSN reported durable (every LSN up to it is durable); 0 if none."""
         return self._durable_lsn
+
+    @property
+    def failed(self) -> bool:
+        """True once an I/O error put the log in the failed state (see Notes)."""
+        return self._error is not None
 
     @property
     def max_record_bytes(self) -> int:
@@ -811,6 +821,8 @@ class WriteAheadLog:
         size = len(block.header) + len(block.body)
         if self._active_size and self._active_size + size > self._segment_bytes:
             self._rollover(block.first_lsn)
+        if _TEST_BYTES_PER_S:
+            time.sleep(size / _TEST_BYTES_PER_S)
         _write_all(self._fd, block.header, block.body)
         synced = self._sync is not SyncPolicy.NONE
         if synced:
@@ -1253,6 +1265,14 @@ if hasattr(fcntl, "F_FULLFSYNC"):  # macOS: fsync does not flush the drive's cac
 
 else:
     _sync_file = os.fdatasync  # type: ignore[assignment]
+
+
+#: Fault-injection test hook (docs/reliability.md, "Slow storage"): if the environment
+#: variable ``VITALCORE_WAL_TEST_BYTES_PER_S`` is set when this module is imported, the
+#: writer thread sleeps ``len(block) / rate`` seconds before writing each commit block,
+#: emulating a disk of that bandwidth. Unset (the default) it costs one comparison per
+#: block. Never set it in production.
+_TEST_BYTES_PER_S = float(os.environ.get("VITALCORE_WAL_TEST_BYTES_PER_S") or 0)
 
 
 def _describe(exc: BaseException) -> str:
