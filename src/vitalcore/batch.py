@@ -38,8 +38,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+import numba as nb
 import numpy as np
 
+from .errors import UsageError
 from .protocol import REJECT_REASONS
 
 __all__ = ["TABLES", "DecodedBatch"]
@@ -294,15 +296,30 @@ class DecodedBatch:
 
 
 def _gather(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate ``data[s:s+n]`` for each (s, n); return it and the new starts."""
+    """Concatenate ``data[s:s+n]`` for each (s, n); return it and the new starts.
+
+    One copy per run in a numba kernel that releases the GIL. (A numpy fancy index
+    built three int64 arrays of the output's length: a 60 s Parquet flush of 1,500
+    devices grew the server's RSS by 1.7 GB and held the GIL ~1 s, stalling the event
+    loop.) Raises UsageError if a run lies outside ``data``.
+    """
     lengths = lengths.astype(np.int64)
+    starts = starts.astype(np.int64)
     new_starts = np.zeros(len(lengths), np.int64)
     if len(lengths) > 1:
         np.cumsum(lengths[:-1], out=new_starts[1:])
-    total = int(lengths.sum())
-    if total == 0:
-        return data[:0].copy(), new_starts
-    # index of each output element in data: start of its run + position within it
-    run = np.repeat(np.arange(len(lengths)), lengths)
-    idx = starts.astype(np.int64)[run] + (np.arange(total) - new_starts[run])
-    return data[idx], new_starts
+    if len(lengths) and ((lengths < 0).any() or (starts < 0).any()
+                         or (starts + lengths > len(data)).any()):
+        raise UsageError("a run to gather lies outside its buffer")
+    out = np.empty(int(lengths.sum()), data.dtype)
+    if len(out):
+        _copy_runs(data, starts, lengths, new_starts, out)
+    return out, new_starts
+
+
+@nb.njit(cache=True, nogil=True)
+def _copy_runs(data, starts, lengths, new_starts, out):  # pragma: no cover - numba
+    for i in range(starts.shape[0]):
+        n = lengths[i]
+        if n > 0:
+            out[new_starts[i] : new_starts[i] + n] = data[starts[i] : starts[i] + n]
