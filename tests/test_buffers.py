@@ -417,3 +417,39 @@ def test_any_delivery_order_keeps_every_sample_at_its_time(n, window_s, drop, sw
     assert np.array_equal(valid, covered)
     s = buf.stream_stats(1, ECG, 1)
     assert s["frames"] + s["late_dropped"] == len(order)
+
+
+def test_pools_grow_without_moving_rings_or_losing_samples():
+    buf = StreamBuffers(window_s=2.0, expected_streams=0)  # no reservation: grows at once
+    assert len(buf._samples.data) == 0
+    buf.append(wave_batch([ecg(k, dev=1) for k in range(8)]))  # 2 s: a full ring
+    before = buf.window(1, ECG, 1).copy()
+    base0, top0 = int(buf._base[buf._index[(1, (ECG << 8) | 1)]]), buf._samples.top
+    sizes = [len(buf._samples.data)]
+    for rnd in range(6):  # 4 ** rnd new streams each: the pools double several times
+        devs = range(100 + 1000 * rnd, 100 + 1000 * rnd + 4**rnd)
+        buf.append(wave_batch([ecg(0, dev=d) for d in devs]))
+        sizes.append(len(buf._samples.data))
+    assert sizes == sorted(sizes) and len(set(sizes)) >= 4  # it grew, more than once
+    s = buf._index[(1, (ECG << 8) | 1)]
+    assert int(buf._base[s]) == base0 and top0 < buf._samples.top  # the ring did not move
+    after = buf.window(1, ECG, 1)
+    assert np.array_equal(after.raw, before.raw) and after.start_ts_us == before.start_ts_us
+    last = buf.window(100 + 5000, ECG, 1)
+    assert np.array_equal(last.raw, signal(np.arange(*frame_bounds(0))))
+    buf.append(wave_batch([ecg(8, dev=1)]))  # the old stream goes on in the grown pool
+    assert np.array_equal(buf.window(1, ECG, 1).raw, signal(np.arange(frame_bounds(8)[1] - 500,
+                                                                      frame_bounds(8)[1])))
+
+
+def test_expected_streams_reserves_address_space_not_memory():
+    small = StreamBuffers(window_s=30.0, expected_streams=0)
+    big = StreamBuffers(window_s=30.0, expected_streams=10_000)
+    assert len(big._samples.data) >= 10_000 * 30 * 250 and len(big._frec.data) >= 10_000 * 100
+    assert big.memory_bytes() == small.memory_bytes()  # nothing written yet
+    big.append(wave_batch([ecg(k, dev=d) for d in range(1, 201) for k in range(4)]))
+    assert len(big._samples.data) >= 10_000 * 30 * 250  # no growth, no copy
+    assert big.memory_bytes() < 200 * (2 * 7500 + 32 * 125) + 200_000
+    assert StreamBuffers(window_s=3600.0).memory_bytes() == small.memory_bytes()  # capped
+    with pytest.raises(UsageError):
+        StreamBuffers(expected_streams=-1)

@@ -28,12 +28,18 @@ Memory policy (see ``docs/storage.md``, "Live buffers"):
 - at most ``max_streams`` waveform streams: a new stream beyond that evicts the least
   recently updated one (``evicted_lru``); if one batch alone brings more new streams
   than that, the excess streams' frames are not buffered (``rejected_frames``);
-- numerics are kept for ``numerics_window_s`` of arrival time.
+- numerics are kept for ``numerics_window_s`` of arrival time;
+- rings live in two pools (samples, frame records) reserved up front for
+  ``expected_streams`` streams as address space (pages are mapped when first written);
+  a full pool grows by doubling with one copy (rings keep their place) and is compacted
+  only when half of it is free blocks, so thousands of new streams arriving at once
+  (a server restart) cost no copy of the existing rings.
 """
 
 from __future__ import annotations
 
 import math
+import mmap
 import time
 from collections import deque
 from collections.abc import Callable
@@ -76,6 +82,11 @@ _COUNTERS = (
 
 # Frame record columns (StreamBuffers._frec is an (N, 4) int64 pool).
 _R_TS, _R_SEQ, _R_POS, _R_N = range(4)
+
+# Pool reservation caps (rows): 1 GiB of int16 samples, 512 MiB of 32-byte records.
+_RESERVE_SAMPLE_ROWS = 1 << 29
+_RESERVE_RECORD_ROWS = 1 << 24
+_MAP_BYTES = 4 << 20  #: pools from this size on are anonymous mappings without huge pages
 
 # Kernel exit codes.
 _DONE, _NEED_CONFIG, _NEED_RECORDS = range(3)
@@ -324,12 +335,23 @@ class _Pool:
         """Move to an array of ``rows`` rows (>= ``top``); every block keeps its base.
 
         One copy of the used rows; the rows beyond are zero pages the OS maps only when
-        written (``np.zeros`` of a large array is a lazily mapped allocation), so growing
-        ahead costs address space, not memory.
+        written (an anonymous ``mmap`` from 4 MiB on), so growing ahead costs address
+        space, not memory.
         """
         if rows < self.top:
             raise InternalError(f"pool cannot shrink below its top ({rows} < {self.top})")
-        data = np.zeros((rows, *self.shape_tail), self.data.dtype)
+        dtype = self.data.dtype
+        nbytes = rows * dtype.itemsize * (self.shape_tail[0] if self.shape_tail else 1)
+        if nbytes >= _MAP_BYTES:
+            # an anonymous mapping: zero pages mapped on first write, 4 KiB at a time
+            # (transparent huge pages, which numpy asks for, made the first write into
+            # thousands of new rings 2x slower: each fault zeroes 2 MiB)
+            mm = mmap.mmap(-1, nbytes)
+            if hasattr(mmap, "MADV_NOHUGEPAGE"):
+                mm.madvise(mmap.MADV_NOHUGEPAGE)
+            data = np.frombuffer(mm, dtype).reshape(rows, *self.shape_tail)
+        else:
+            data = np.zeros((rows, *self.shape_tail), dtype)
         data[: self.top] = self.data[: self.top]
         self.data = data
 
@@ -340,6 +362,10 @@ class _Pool:
 
     def live(self) -> int:
         return self.top - self.free_total
+
+    def used_bytes(self) -> int:
+        """Bytes of the rows below ``top`` (the part of the array ever written)."""
+        return self.top * self.data.itemsize * (self.shape_tail[0] if self.shape_tail else 1)
 
 
 # ------------------------------------------------------------------------------ buffers
@@ -356,6 +382,14 @@ class StreamBuffers:
         A stream or device with no frame for this long (arrival time) is evicted.
     max_streams : int
         Bound on waveform streams; the least recently updated one is evicted to make room.
+    expected_streams : int, optional
+        Waveform streams to reserve ring memory for at construction (default
+        ``min(max_streams, 32768)``): ``expected_streams`` rings of ``window_s`` at
+        250 Hz plus 128 frame records each, at most 1 GiB of samples and 512 MiB of
+        records. The reservation is address space (zero pages the OS maps when first
+        written), not memory; it spares the event loop the copy of every ring when
+        thousands of new streams arrive at once. Beyond it the pools grow by doubling
+        (one copy).
     snap_us : int
         Device-time tolerance (µs) within which an in-order frame continues the previous
         one. A later start leaves a hole (a gap); an earlier one is a clock step.
@@ -370,6 +404,7 @@ class StreamBuffers:
         numerics_window_s: float | None = None,
         idle_evict_s: float = 300.0,
         max_streams: int = 65_536,
+        expected_streams: int | None = None,
         snap_us: int = 20_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -382,6 +417,10 @@ class StreamBuffers:
             raise UsageError(f"idle_evict_s must be > 0, got {idle_evict_s}")
         if not 1 <= max_streams <= 2**31 - 1:
             raise UsageError(f"max_streams must be in 1..2**31-1, got {max_streams}")
+        if expected_streams is None:
+            expected_streams = min(max_streams, 32_768)
+        if not 0 <= expected_streams <= 2**31 - 1:
+            raise UsageError(f"expected_streams must be in 0..2**31-1, got {expected_streams}")
         if not 0 <= snap_us <= 10**6:
             raise UsageError(f"snap_us must be in 0..1_000_000, got {snap_us}")
         self.window_s = float(window_s)
@@ -399,6 +438,10 @@ class StreamBuffers:
         self._alloc_slots(16)
         self._samples = _Pool(np.dtype(np.int16))
         self._frec = _Pool(np.dtype(np.int64), width=4)
+        if expected_streams:
+            ring = math.ceil(self.window_s * 250)
+            self._samples.grow(min(expected_streams * ring, _RESERVE_SAMPLE_ROWS))
+            self._frec.grow(min(expected_streams * 128, _RESERVE_RECORD_ROWS))
         self._retired = np.zeros(len(_COUNTERS), np.int64)  # counters of evicted streams
         self._events = dict.fromkeys(
             ("reconfigured", "evicted_idle", "evicted_lru", "rejected_frames", "devices_evicted"), 0
@@ -410,6 +453,7 @@ class StreamBuffers:
         self._lat_codes: dict[int, dict[int, int]] = {}  # device -> code -> row
         self._lat_free: list[int] = []
         self._lat_ts = np.zeros(0, np.int64)
+        self._lat_seq = np.zeros(0, np.uint32)
         self._lat_value = np.zeros(0, np.float32)
         self._lat_status = np.zeros(0, np.uint8)
         self._status: dict[int, DeviceStatus] = {}
@@ -682,9 +726,17 @@ class StreamBuffers:
         at = np.fromiter((get(k, -1) for k in keys), np.int64, len(rows))
         for i in np.flatnonzero(at < 0).tolist():
             at[i] = self._lat_new(int(t["device_id"][rows[i]]), int(t["code"][rows[i]]))
-        newer = t["ts_us"][rows] >= self._lat_ts[at]
-        at, rows = at[newer], rows[newer]
+        # A value replaces the latest one if its device time is not older, or if its
+        # sequence number is newer (serial arithmetic): a device whose clock stepped back
+        # (NTP, SET_TIME) while its counter went on must not freeze its live numerics
+        # until its clock catches up again; a late frame (older seq, older time) still
+        # never overwrites a newer value.
+        seq = t["seq"][rows].astype(np.uint32)
+        newer = (t["ts_us"][rows] >= self._lat_ts[at]) | (
+            (seq - self._lat_seq[at]).astype(np.int32) > 0)
+        at, rows, seq = at[newer], rows[newer], seq[newer]
         self._lat_ts[at] = t["ts_us"][rows]
+        self._lat_seq[at] = seq
         self._lat_value[at] = t["value"][rows]
         self._lat_status[at] = t["status"][rows]
 
@@ -694,11 +746,13 @@ class StreamBuffers:
             n = len(self._lat_ts)
             grow = max(64, n)
             self._lat_ts = np.concatenate([self._lat_ts, np.zeros(grow, np.int64)])
+            self._lat_seq = np.concatenate([self._lat_seq, np.zeros(grow, np.uint32)])
             self._lat_value = np.concatenate([self._lat_value, np.zeros(grow, np.float32)])
             self._lat_status = np.concatenate([self._lat_status, np.zeros(grow, np.uint8)])
             self._lat_free.extend(range(n + grow - 1, n - 1, -1))
         i = self._lat_free.pop()
         self._lat_ts[i] = np.iinfo(np.int64).min
+        self._lat_seq[i] = 0
         self._lat_index[(dev, code)] = i
         self._lat_codes.setdefault(dev, {})[code] = i
         return i
@@ -844,15 +898,18 @@ class StreamBuffers:
     def memory_bytes(self) -> int:
         """Bytes held: sample and frame-record pools, slot arrays, numerics and status.
 
-        Pools are counted at their allocated size; dict entries at a flat 200 bytes.
+        Pools are counted up to their highest block in use (``top``: rows ever handed
+        out, freed blocks included; the reserved rows beyond were never written and
+        are not memory); dict entries at a flat 200 bytes.
         """
         slots = sum(getattr(self, name).nbytes for name, _ in self._SLOT_ARRAYS)
         numerics = sum(a.nbytes for _, _, c in self._num_chunks for a in c.values())
         entries = len(self._index) + len(self._device_seen) + len(self._status)
         entries += len(self._lat_index)
-        slots += self._lat_ts.nbytes + self._lat_value.nbytes + self._lat_status.nbytes
+        slots += self._lat_ts.nbytes + self._lat_seq.nbytes + self._lat_value.nbytes
+        slots += self._lat_status.nbytes
         return (
-            self._samples.data.nbytes + self._frec.data.nbytes + slots + self._counters.nbytes
+            self._samples.used_bytes() + self._frec.used_bytes() + slots + self._counters.nbytes
             + numerics + 200 * entries
         )  # fmt: skip
 

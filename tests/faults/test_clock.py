@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from faults_harness import report
 from faults_scenarios import run_clock_jumps
 
@@ -20,9 +19,6 @@ def test_clock_jumps_lose_nothing_and_keep_device_time(tmp_path, run):
     assert f["drained"], text
 
 
-@pytest.mark.xfail(strict=True, reason="StreamBuffers.latest keeps the newest device time: a "
-                   "device clock stepped back freezes live numerics (patch "
-                   "notes/patches/faults-buffers.diff, buffers.py is not ours)")
 def test_live_latest_follows_a_device_whose_clock_stepped_back():
     from faults_harness import frame
 
