@@ -22,7 +22,7 @@ from ..errors import BackPressureError, UsageError
 from ..mqtt import SubscriptionTree
 from ..mqtt.topics import topic_matches, topic_name_error
 from .auth import Accounts, LoginLimiter, Principal
-from .ingest import CommitBatcher, IngestSink
+from .ingest import CommitBatcher, IngestSink, tune_gc
 from .session import Delivery, Message, Session
 from .topics import uplink_kind
 
@@ -147,6 +147,7 @@ class Broker:
                                      retry_s=lim.backpressure_poll_s,
                                      max_entries=lim.commit_max_messages,
                                      interval_s=lim.commit_interval_s)
+        self.gc = tune_gc()  # start-up is over: freeze it, collect less often (measured)
         self.auth_slots = asyncio.Semaphore(self.limits.auth_concurrency)
         self.closing = False
         self._rr: dict[tuple[str, str], int] = {}
@@ -166,6 +167,7 @@ class Broker:
             commits_pending=self.batcher.pending,
             commit_backpressure_retries=self.batcher.backpressure_retries,
         )
+        out.update(self.gc.as_dict())
         return out
 
     def log_event(self, level: int, kind: str, msg: str, *args: Any) -> None:
