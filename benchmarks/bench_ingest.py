@@ -4,7 +4,7 @@ Run from the repository root::
 
     PYTHONPATH=src python benchmarks/bench_ingest.py [--devices 1000] [--seconds 20]
         [--ramp --max-devices 4000] [--p99-ms 250] [--qos 1] [--processes 1]
-        [--only vitalcore|mosquitto]
+        [--batch-ticks 1|2|4] [--gc tuned|default|both] [--only vitalcore|mosquitto]
 
 Load
     ``vitalcore.sim.load.run_load`` (in this process, or split over ``--processes``
@@ -17,7 +17,9 @@ Load
     With ``--qos 0`` nothing is acknowledged: a PINGREQ per device at the end measures
     when the server has taken every message in (MQTT answers in order), and the rate
     compared is messages taken in (vitalcore; all of them are then found in the store)
-    against messages delivered to the subscriber (mosquitto).
+    against messages delivered to the subscriber (mosquitto). ``--batch-ticks 4`` sends
+    the 4 ticks of one second in ONE PUBLISH (a batching gateway): 1 message/s and still
+    13 frames/s per device; every row states messages/s and frames/s apart.
 
 vitalcore
     ``python -m vitalcore serve`` as a subprocess with a fresh ``--data`` directory
@@ -28,6 +30,10 @@ vitalcore
     ``vitalcore.storage.Store`` to count the frames and samples of every device.
     Before each measured run, 20 spare devices send for 3 s (both servers) so that
     one-off start-up costs (numba compilation, first Parquet write) are not measured.
+    ``--gc default`` runs the server with ``VITALCORE_GC=default`` (Python's own GC
+    schedule instead of :func:`vitalcore.server.ingest.tune_gc`); ``--gc both`` runs
+    both, one after the other, for a before/after in the same run. The server runs its
+    alarm engine (ECG analysis of every device) unless ``--no-alarms``.
 
 Baseline, same run, same load
     Debian's ``/usr/sbin/mosquitto`` as a subprocess (persistence off, anonymous,
@@ -62,7 +68,7 @@ from pathlib import Path
 MOSQUITTO = "/usr/sbin/mosquitto"
 SUB_TOPIC = "vc/v1/dev/+/up"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-SAMPLES_PER_MSG = (250 + 100 + 100) / 4  # ECG + red + IR samples per 250 ms tick
+SAMPLES_PER_TICK = (250 + 100 + 100) / 4  # ECG + red + IR samples per 250 ms tick
 WARMUP_DEVICES, WARMUP_S = 20, 3.0
 RUN_WARMUP_S = 3.0  #: the measured devices send this long, unmeasured, before the run
 
@@ -180,6 +186,7 @@ class Subscriber:
 class Result:
     target: str
     devices: int
+    gc: str = ""  #: vitalcore: "tuned" or "default" (VITALCORE_GC)
     rep: object = None
     server_cpu_s: float = math.nan
     delivered: int = -1  #: messages received by the subscriber (mosquitto)
@@ -204,7 +211,7 @@ class Result:
 
 def drive(n: int, port: int, creds: dict[int, str], seconds: float, window: int,
           pid: int, res: Result, sub: Subscriber | None = None, qos: int = 1,
-          processes: int = 1) -> None:
+          processes: int = 1, batch_ticks: int = 1) -> None:
     """Warm up, then run the load against ``port``; sample the server's CPU per phase.
 
     The warm-up (``WARMUP_DEVICES`` spare accounts, not among the first ``n``, for
@@ -219,7 +226,8 @@ def drive(n: int, port: int, creds: dict[int, str], seconds: float, window: int,
     from vitalcore.sim.load import run_load, run_load_processes
 
     spare = dict(sorted(creds.items())[-WARMUP_DEVICES:])
-    warm = uvloop.run(run_load(WARMUP_DEVICES, "127.0.0.1", port, spare, WARMUP_S, qos=qos))
+    warm = uvloop.run(run_load(WARMUP_DEVICES, "127.0.0.1", port, spare, WARMUP_S, qos=qos,
+                               batch_ticks=batch_ticks))
     if warm.messages_acked != warm.messages_sent:
         res.notes.append(f"warm-up lost {warm.messages_sent - warm.messages_acked} acks")
     marks: dict[str, tuple[float, int]] = {}
@@ -231,17 +239,19 @@ def drive(n: int, port: int, creds: dict[int, str], seconds: float, window: int,
     if processes > 1:
         res.rep = run_load_processes(n, "127.0.0.1", port, mine, seconds, processes=processes,
                                      window=window, qos=qos, on_phase=on_phase,
-                                     warmup_s=RUN_WARMUP_S)
+                                     warmup_s=RUN_WARMUP_S, batch_ticks=batch_ticks)
     else:
         res.rep = uvloop.run(run_load(n, "127.0.0.1", port, mine, seconds, window=window,
-                                      qos=qos, on_phase=on_phase, warmup_s=RUN_WARMUP_S))
+                                      qos=qos, on_phase=on_phase, warmup_s=RUN_WARMUP_S,
+                                      batch_ticks=batch_ticks))
     if "start" in marks and "end" in marks:
         res.server_cpu_s = marks["end"][0] - marks["start"][0]
         res.delivered = marks["end"][1] - marks["start"][1]
 
 
 def count_stored(data: Path, devices: list[int]) -> tuple[int, int]:
-    """Frames and waveform samples of ``devices`` in the store at ``data``.
+    """Frames (waveform frames + numerics frames) and waveform samples of ``devices`` in
+    the store at ``data``.
 
     The store is opened (recovery: WAL replay) and closed (everything flushed to
     Parquet) with :class:`vitalcore.storage.store.Store`, then its Parquet history is
@@ -258,29 +268,38 @@ def count_stored(data: Path, devices: list[int]) -> tuple[int, int]:
         history = store.history.root
     ids = pa.array(devices, pa.uint64())
     frames = samples = 0
-    for table, cols in (("waveforms", ["device_id", "n_samples"]), ("numerics", ["device_id"])):
+    for table, cols in (("waveforms", ["device_id", "n_samples"]),
+                        ("numerics", ["device_id", "seq", "ts_us"])):
         where = history / table
         if not where.exists():
             continue
         t = ds.dataset(where, format="parquet").to_table(
             columns=cols, filter=pc.field("device_id").isin(ids))
-        frames += t.num_rows
-        if "n_samples" in cols and t.num_rows:
-            samples += int(pc.sum(t.column("n_samples")).as_py())
+        if table == "numerics":  # a row per value: one frame per (device, seq, ts)
+            frames += t.group_by(cols).aggregate([]).num_rows
+        else:
+            frames += t.num_rows
+            samples += int(pc.sum(t.column("n_samples")).as_py()) if t.num_rows else 0
     return frames, samples
 
 
 def run_vitalcore(n: int, seconds: float, window: int, creds: dict[int, str],
-                  accounts: Path, work: Path, qos: int = 1, processes: int = 1) -> Result:
-    res = Result("vitalcore", n)
+                  accounts: Path, work: Path, qos: int = 1, processes: int = 1,
+                  batch_ticks: int = 1, gc: str = "tuned", alarms: bool = True) -> Result:
+    res = Result("vitalcore", n, gc)
     data = work / f"vc-data-{n}"
     port = free_port()
+    env = env_with_src()
+    if gc == "default":
+        env["VITALCORE_GC"] = "default"
     proc = subprocess.Popen(
         [sys.executable, "-m", "vitalcore", "serve", "--data", str(data), "--accounts",
-         str(accounts), "--port", str(port), "--log-level", "WARNING"], env=env_with_src())
+         str(accounts), "--port", str(port), "--log-level", "WARNING",
+         *(() if alarms else ("--no-alarms",))], env=env)
     try:
         wait_port(port, proc)
-        drive(n, port, creds, seconds, window, proc.pid, res, qos=qos, processes=processes)
+        drive(n, port, creds, seconds, window, proc.pid, res, qos=qos, processes=processes,
+              batch_ticks=batch_ticks)
     finally:
         stop(proc)
     if proc.returncode != 0:
@@ -291,7 +310,7 @@ def run_vitalcore(n: int, seconds: float, window: int, creds: dict[int, str],
 
 
 def run_mosquitto(n: int, seconds: float, window: int, creds: dict[int, str],
-                  work: Path, qos: int = 1, processes: int = 1) -> Result:
+                  work: Path, qos: int = 1, processes: int = 1, batch_ticks: int = 1) -> Result:
     res = Result("mosquitto", n)
     port = free_port()
     conf = work / f"mosquitto-{n}.conf"
@@ -305,7 +324,7 @@ def run_mosquitto(n: int, seconds: float, window: int, creds: dict[int, str],
         wait_port(port, proc)
         sub = Subscriber(port)
         drive(n, port, creds, seconds, window, proc.pid, res, sub, qos=qos,
-              processes=processes)
+              processes=processes, batch_ticks=batch_ticks)
     finally:
         if sub is not None:
             sub.close()
@@ -314,8 +333,8 @@ def run_mosquitto(n: int, seconds: float, window: int, creds: dict[int, str],
 
 
 # ------------------------------------------------------------------------ report
-HEAD = (f"{'server':<10} {'devices':>7} {'offered/s':>9} {'acked/s':>8} {'acked':>8} "
-        f"{'skipped':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'CPU s/s':>7} "
+HEAD = (f"{'server':<14} {'devices':>7} {'offered/s':>9} {'acked/s':>8} {'frames/s':>8} "
+        f"{'acked':>8} {'skipped':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'CPU s/s':>7} "
         f"{'µs/msg':>7} {'gen s/s':>7}  stored or delivered")
 HEAD0 = HEAD.replace("acked/s", " in/s  ").replace("   acked ", "   taken ")
 
@@ -324,22 +343,26 @@ def row(r: Result) -> str:
     p = r.rep
     cpu_ss = r.server_cpu_s / p.seconds
     us_msg = r.server_cpu_s / max(p.messages_acked, 1) * 1e6
+    per_msg = SAMPLES_PER_TICK * p.batch_ticks
     if r.target == "vitalcore":
-        expect = (p.messages_acked + p.warmup_messages) * SAMPLES_PER_MSG
-        tail = (f"{p.messages_acked * SAMPLES_PER_MSG / p.seconds:,.0f} samples/s stored "
+        expect = (p.messages_acked + p.warmup_messages) * per_msg
+        tail = (f"{p.messages_acked * per_msg / p.seconds:,.0f} samples/s stored "
                 f"({r.frames_stored:,} frames, {r.samples_stored:,} samples incl. warm-up "
                 f"= {r.samples_stored / expect:.3f} x acked)")
     else:
         tail = f"{r.delivered / p.seconds:,.0f} msgs/s delivered ({r.delivered:,})"
-    tail += f"; server+generator {(r.server_cpu_s + p.generator_cpu_s) / p.seconds:.2f} CPU s/s"
+    tail += (f"; server+generator {(r.server_cpu_s + p.generator_cpu_s) / p.seconds:.2f} CPU s/s"
+             f"; load average {os.getloadavg()[0]:.1f}")
     if p.sent_msgs_per_s < 0.97 * p.offered_msgs_per_s:
         tail += f"; generator sent only {p.sent_msgs_per_s:,.0f} msgs/s"
     if p.connect_failures:
         tail += f"; {p.connect_failures} connect failures"
     if r.notes:
         tail += "; " + "; ".join(r.notes)
-    return (f"{r.target:<10} {p.connected:>7,} {p.offered_msgs_per_s:>9,.0f} "
-            f"{p.msgs_per_s:>8,.0f} {p.messages_acked:>8,} {p.skipped_ticks:>7,} "
+    name = f"{r.target} gc={r.gc}" if r.gc else r.target
+    return (f"{name:<14} {p.connected:>7,} {p.offered_msgs_per_s:>9,.0f} "
+            f"{p.msgs_per_s:>8,.0f} {p.frames_per_s:>8,.0f} {p.messages_acked:>8,} "
+            f"{p.skipped_ticks:>7,} "
             f"{p.latency_p50_ms:>7.1f} {p.latency_p99_ms:>7.1f} {p.latency_max_ms:>7.1f} "
             f"{cpu_ss:>7.2f} {us_msg:>7.0f} {p.generator_cpu_s / p.seconds:>7.2f}  {tail}")
 
@@ -351,7 +374,7 @@ def ratio(vc: Result, mq: Result) -> str:
     cpu_b = mq.server_cpu_s / max(b.messages_acked, 1) * 1e6
     what = ("vitalcore ack rate / mosquitto routing rate" if a.qos else
             "QoS 0: vitalcore ingest rate / mosquitto rate delivered to its subscriber")
-    return (f"  {a.devices:,} devices: {what} = "
+    return (f"  {a.devices:,} devices (vitalcore gc={vc.gc}): {what} = "
             f"{rate:.3f} ({vc.rate():,.0f} vs {mq.rate():,.0f} msgs/s); CPU per message {cpu_a:.0f} µs vs {cpu_b:.0f} µs "
             f"({cpu_a / cpu_b:.1f}x)")
 
@@ -367,6 +390,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--qos", type=int, default=1, choices=(0, 1), help="QoS of the uplinks")
     ap.add_argument("--processes", type=int, default=1, help="load generator processes")
     ap.add_argument("--only", choices=("vitalcore", "mosquitto"), help="run one server only")
+    ap.add_argument("--batch-ticks", type=int, default=1, choices=(1, 2, 4),
+                    help="250 ms ticks per PUBLISH (4: one message/s per device)")
+    ap.add_argument("--no-alarms", action="store_true",
+                    help="serve --no-alarms: ingest and storage only, no alarm engine")
+    ap.add_argument("--gc", choices=("tuned", "default", "both"), default="tuned",
+                    help="vitalcore's GC schedule (VITALCORE_GC); both: a run of each")
     ap.add_argument("--subscriber", type=int, help=argparse.SUPPRESS)  # child process
     a = ap.parse_args(argv)
     if a.subscriber is not None:
@@ -393,36 +422,47 @@ def main(argv: list[str] | None = None) -> int:
         rule = (f"offered rate sent, all acked, no skipped tick, p99 < {a.p99_ms:g} ms"
                 if a.qos else "offered rate sent, all taken in (PINGRESP barrier)")
         print(f"# {os.cpu_count()} CPUs, load generator {gen} on the same cores; QoS {a.qos}; "
+              f"{a.batch_ticks} tick(s) = {13 * a.batch_ticks / 4:g} frames per message; "
+              f"alarm engine {'off' if a.no_alarms else 'on'}; "
               f"{len(creds):,} accounts provisioned in {time.monotonic() - t0:.1f} s; "
               f"{a.seconds:g} s per run, window {a.window}, sustained = {rule}", flush=True)
         print(HEAD if a.qos else HEAD0, flush=True)
         results: list[tuple[Result, Result | None]] = []
         best: dict[str, int] = {"vitalcore": 0, "mosquitto": 0}
         alive = {"vitalcore": a.only != "mosquitto", "mosquitto": a.only != "vitalcore"}
+        gcs = ("default", "tuned") if a.gc == "both" else (a.gc,)
         for n in steps:
-            vc = mq = None
+            vcs, mq = [], None
             if alive["vitalcore"]:
-                vc = run_vitalcore(n, a.seconds, a.window, creds, work / "accounts.json", work,
-                                   a.qos, a.processes)
-                print(row(vc), flush=True)
+                for gc in gcs:
+                    vcs.append(run_vitalcore(n, a.seconds, a.window, creds,
+                                             work / "accounts.json", work, a.qos, a.processes,
+                                             a.batch_ticks, gc, not a.no_alarms))
+                    print(row(vcs[-1]), flush=True)
             if alive["mosquitto"]:
-                mq = run_mosquitto(n, a.seconds, a.window, creds, work, a.qos, a.processes)
+                mq = run_mosquitto(n, a.seconds, a.window, creds, work, a.qos, a.processes,
+                                   a.batch_ticks)
                 print(row(mq), flush=True)
-            for r in (vc, mq):
-                if r is not None:
-                    if r.sustained(a.p99_ms):
-                        best[r.target] = max(best[r.target], n)
-                    else:
-                        alive[r.target] = False
-            if vc is not None and mq is not None:
-                results.append((vc, mq))
+            if vcs:  # the last one (tuned, unless --gc default) decides the ramp
+                if vcs[-1].sustained(a.p99_ms):
+                    best["vitalcore"] = max(best["vitalcore"], n)
+                else:
+                    alive["vitalcore"] = False
+            if mq is not None:
+                if mq.sustained(a.p99_ms):
+                    best["mosquitto"] = max(best["mosquitto"], n)
+                else:
+                    alive["mosquitto"] = False
+            if mq is not None:
+                results += [(vc, mq) for vc in vcs]
             if not any(alive.values()):
                 break
         print("ratios (same offered load):")
         for vc, mq in results:
             print(ratio(vc, mq))
         for name, n in best.items():
-            label = f"{n:,} devices ({4 * n:,} msgs/s)" if n else "none of the steps"
+            label = (f"{n:,} devices ({4 * n // a.batch_ticks:,} msgs/s, {13 * n:,} frames/s)"
+                     if n else "none of the steps")
             print(f"highest sustained load, {name}: {label}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

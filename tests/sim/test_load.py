@@ -5,12 +5,22 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pytest
 
 from vitalcore import protocol as P
 from vitalcore.codec import FrameDecoder
+from vitalcore.errors import UsageError
 from vitalcore.mqtt import MqttParser, Publish
 from vitalcore.server.topics import up_topic
-from vitalcore.sim.load import ECG_FS, TICK_US, _Device, tick_templates
+from vitalcore.sim.load import (
+    ECG_FS,
+    SLOTS,
+    TICK_US,
+    _Device,
+    _Fleet,
+    message_templates,
+    tick_templates,
+)
 
 DEV = 0x5600_00AB
 
@@ -66,3 +76,61 @@ def test_full_window_skips_ticks():
     t = tick_templates()
     assert [dev.send_tick(t, P.TS_MIN_US) is None for _ in range(4)] == [False, False, True, True]
     assert dev.tick == 4  # skipped ticks are not sent later: the device time went on
+
+
+def _frames_of(packets: list, device: int) -> list[tuple]:
+    dec = FrameDecoder()
+    for p in packets:
+        dec.feed(p.payload, device)
+    batch = dec.take()
+    assert not batch.rejects.any()  # every CRC-32C patched in right
+    wf, num = batch.tables["waveforms"], batch.tables["numerics"]
+    rows = [(int(wf["frame_type"][i]), int(wf["channel"][i]), int(wf["seq"][i]),
+             int(wf["ts_us"][i]), int(wf["n_samples"][i])) for i in range(len(wf["seq"]))]
+    rows += [(0, int(num["code"][i]), int(num["seq"][i]), int(num["ts_us"][i]), 0)
+             for i in range(len(num["seq"]))]
+    return sorted(rows)
+
+
+@pytest.mark.parametrize("batch_ticks", [2, 4])
+def test_fleet_batched_messages_hold_the_same_frames_as_one_tick_messages(batch_ticks):
+    ids = [DEV, DEV + 1, DEV + 77]
+    t0 = P.TS_MIN_US + 40 * TICK_US
+    seconds = 3
+
+    async def make():
+        return [_Device(d, "secret", window=10_000) for d in ids]
+
+    out = {}
+    for bt in (1, batch_ticks):
+        devices = asyncio.run(make())
+        for d in devices:
+            d.transport = _Capture()
+        fleet = _Fleet(devices, qos=1, window=10_000, t0_us=t0, batch_ticks=bt)
+        for step in range(seconds * 4 // bt * SLOTS):
+            fleet.send(step)
+        assert fleet.sent == len(ids) * seconds * 4 // bt and fleet.skipped == 0
+        assert fleet.frames == len(ids) * seconds * 13
+        for d in devices:
+            packets = MqttParser(role="server", protocol_level=5).feed(bytes(d.transport.data))
+            assert len(packets) == seconds * 4 // bt
+            assert {p.topic for p in packets} == {up_topic(d.device_id)}
+            assert len({p.packet_id for p in packets}) == len(packets)
+            out[bt, d.device_id] = _frames_of(packets, d.device_id)
+    for d in ids:  # same frames, sequence numbers and timestamps, whatever the batching
+        # 12 waveform frames + 1 numerics frame (2 codes: one row each) per second
+        assert out[batch_ticks, d] == out[1, d] and len(out[1, d]) == seconds * 14
+    # ... and the same as the one-device reference path
+    dev = asyncio.run(make())[0]
+    dev.transport = _Capture()
+    for _ in range(seconds * 4):
+        dev.send_tick(tick_templates(), t0)
+    packets = MqttParser(role="server", protocol_level=5).feed(bytes(dev.transport.data))
+    assert _frames_of(packets, DEV) == out[batch_ticks, DEV]
+
+
+def test_message_templates_refuse_a_batching_that_does_not_divide_a_second():
+    assert len(message_templates(4)) == 1 and len(message_templates(1)) == 4
+    for bad in (0, 3, 8):
+        with pytest.raises(UsageError):
+            message_templates(bad)

@@ -12,6 +12,13 @@ at 250 Hz (62/63 samples alternately, timestamps exact to the sample), red and I
 at 100 Hz, numerics at 1 Hz: 4 messages/s, ~3.2 frames per message. Devices are spread
 evenly over the 250 ms period in 50 slots, 5 ms apart.
 
+``batch_ticks`` (1, 2 or 4) puts that many consecutive ticks' frames in ONE PUBLISH, as a
+BLE or NB-IoT gateway that batches would: with 4, a device sends one message per second
+holding its 13 frames of that second (the same frames, sequence numbers and timestamps
+as 4 separate messages), i.e. 1 message/s and 13 frames/s per device, devices spread
+over the 1 s period in 50 slots 20 ms apart. Figures must say which variant they are:
+the report gives messages/s and frames/s separately.
+
 Cost. The generator shares the cores with the server under test, so it is built to be
 cheap (:class:`_Fleet`): the PUBLISH packets of every device are encoded once per tick
 kind (device id, topic and frame bytes fixed); per slot and tick, one numpy copy of
@@ -54,12 +61,16 @@ from ..errors import UsageError
 from ..mqtt import MQTT_5, ConnAck, Connect, MqttParser, PingResp, PubAck, encode, encode_publish
 from ..server.topics import device_name, up_topic
 
-__all__ = ["LoadReport", "run_load", "run_load_processes", "tick_templates", "main"]
+__all__ = ["LoadReport", "Interval", "run_load", "run_load_processes", "tick_templates",
+           "message_templates", "BATCH_TICKS", "main"]
 
 TICK_US = 250_000
+TICKS_PER_S = 4
+BATCH_TICKS = (1, 2, 4)  #: allowed ticks per PUBLISH
 SLOTS = 50  #: sending slots per 250 ms period (5 ms apart)
 _RETRYABLE = frozenset({0x89, 0x97, 0x9F})  # server busy, quota exceeded, rate exceeded
 ECG_FS, PLETH_FS = 250, 100
+FRAMES_PER_S = 13  #: per device: 4 ECG, 8 pleth (red, IR), 1 numerics
 _ID = struct.Struct("<Q")
 _SEQ_TS = struct.Struct("<Iq")
 _CRC = struct.Struct("<I")
@@ -76,14 +87,17 @@ class LoadReport:
     connect_failures: int = 0
     qos: int = 1
     processes: int = 1
+    batch_ticks: int = 1  #: ticks (250 ms of frames) per PUBLISH: 1, 2 or 4
     seconds: float = 0.0
-    offered_msgs_per_s: float = 0.0  #: devices x 4
+    offered_msgs_per_s: float = 0.0  #: devices x 4 / batch_ticks
+    offered_frames_per_s: float = 0.0  #: devices x 13 (whatever the batching)
     messages_sent: int = 0
     messages_acked: int = 0  #: QoS 0: messages before a PINGRESP (taken in by the server)
     frames_sent: int = 0
     bytes_sent: int = 0
     skipped_ticks: int = 0
     msgs_per_s: float = 0.0  #: acknowledged (taken in) messages per second of the run
+    frames_per_s: float = 0.0  #: frames of those messages per second of the run
     sent_msgs_per_s: float = 0.0  #: messages sent per second of the sending phase
     latency_p50_ms: float = float("nan")
     latency_p99_ms: float = float("nan")
@@ -96,7 +110,8 @@ class LoadReport:
         what = "acknowledged" if self.qos else "taken in (QoS 0, PINGRESP barrier)"
         return (f"{self.connected}/{self.devices} devices, {self.seconds:.1f} s: "
                 f"{self.messages_acked:,}/{self.messages_sent:,} messages {what} "
-                f"({self.msgs_per_s:,.0f}/s; {self.sent_msgs_per_s:,.0f}/s sent of "
+                f"({self.msgs_per_s:,.0f}/s, {self.frames_per_s:,.0f} frames/s, "
+                f"{self.batch_ticks} tick(s) per message; {self.sent_msgs_per_s:,.0f}/s sent of "
                 f"{self.offered_msgs_per_s:,.0f}/s offered, "
                 f"{self.frames_sent:,} frames, {self.bytes_sent / 1e6:.1f} MB), skipped ticks "
                 f"{self.skipped_ticks:,}, publish->ack p50 {self.latency_p50_ms:.1f} ms p99 "
@@ -138,6 +153,30 @@ def tick_templates() -> list[tuple[bytes, list[int]]]:
                                                              (P.NumericCode.SPO2, 97.0)]))
         offsets = np.cumsum([0] + [len(f) for f in frames[:-1]]).tolist()
         out.append((b"".join(frames), offsets))
+    return out
+
+
+def message_templates(batch_ticks: int = 1) -> list[tuple[bytes, list[int], list[tuple[int, int]]]]:
+    """The messages of one second when each holds ``batch_ticks`` consecutive ticks.
+
+    Returns ``4 // batch_ticks`` entries ``(message, frame offsets, frame specs)``; the
+    spec of a frame is ``(tick within the message, frame index in its tick)``, the
+    arguments of its sequence number and timestamp (see :func:`tick_templates`).
+    """
+    if batch_ticks not in BATCH_TICKS:
+        raise UsageError(f"batch_ticks must be one of {BATCH_TICKS}, got {batch_ticks!r}")
+    ticks = tick_templates()
+    out = []
+    for m in range(TICKS_PER_S // batch_ticks):
+        parts, offsets, specs = [], [], []
+        at = 0
+        for sub in range(batch_ticks):
+            msg, offs = ticks[m * batch_ticks + sub]
+            offsets += [at + o for o in offs]
+            specs += [(sub, j) for j in range(len(offs))]
+            parts.append(msg)
+            at += len(msg)
+        out.append((b"".join(parts), offsets, specs))
     return out
 
 
@@ -241,8 +280,10 @@ class _Kind:
     """The packets of one tick kind (k = 0..3) for a group of devices, as one array."""
 
     def __init__(self, devices: Sequence[_Device], msg: bytes, offsets: Sequence[int],
-                 qos: int) -> None:
+                 specs: Sequence[tuple[int, int]], batch_ticks: int, qos: int) -> None:
         ends = _frame_ends(msg, offsets)
+        self.specs = list(specs)
+        self.batch_ticks = batch_ticks
         self.n_frames = len(offsets)
         self.payload_len = len(msg)
         packets = []
@@ -278,13 +319,16 @@ class _Kind:
                 delta[i, j] = codec.crc32c(only_id) ^ zero_crc
         self.delta = delta
 
-    def packets(self, tick: int, t0_us: int, pid: int) -> bytes:
-        """Every device's packet of ``tick``, concatenated (``size`` bytes each)."""
+    def packets(self, message: int, t0_us: int, pid: int) -> bytes:
+        """Every device's packet of message ``message`` (its first tick is ``message *
+        batch_ticks``), concatenated (``size`` bytes each)."""
         zero = self.zero
         arr = self.base.copy()
         crc = np.empty(self.n_frames, np.uint32)
+        first = message * self.batch_ticks
         for j, (off, end) in enumerate(self.spans):
-            seq, ts = _tick_fields(tick, j, t0_us)
+            sub, frame = self.specs[j]
+            seq, ts = _tick_fields(first + sub, frame, t0_us)
             _SEQ_TS.pack_into(zero, off + 16, seq, ts)
             crc[j] = codec.crc32c(memoryview(zero)[off:end - 4])
             at = self.seq_at[j]
@@ -299,28 +343,31 @@ class _Kind:
 
 
 class _Fleet:
-    """Sends the ticks of many devices: devices in ``SLOTS`` slots, one array per slot and
-    tick kind (see the module docstring)."""
+    """Sends the messages of many devices: devices in ``SLOTS`` slots, one array per slot
+    and message kind (see the module docstring)."""
 
-    def __init__(self, devices: Sequence[_Device], qos: int, window: int, t0_us: int) -> None:
-        templates = tick_templates()
+    def __init__(self, devices: Sequence[_Device], qos: int, window: int, t0_us: int,
+                 batch_ticks: int = 1) -> None:
+        templates = message_templates(batch_ticks)
         self.qos = qos
         self.window = window
         self.t0_us = t0_us
+        self.period_s = batch_ticks * TICK_US / 1e6  #: one message per device per period
         self.slots = [list(devices[i::SLOTS]) for i in range(SLOTS)]
-        self.kinds = [[_Kind(g, *templates[k], qos) for k in range(4)] if g else None
+        self.kinds = [[_Kind(g, *t, batch_ticks, qos) for t in templates] if g else None
                       for g in self.slots]
         self.sent = self.frames = self.bytes = self.skipped = 0
 
     def send(self, step: int) -> None:
-        """Send slot ``step % SLOTS``'s packets of tick ``step // SLOTS``."""
-        s, tick = step % SLOTS, step // SLOTS
+        """Send slot ``step % SLOTS``'s packets of message ``step // SLOTS``."""
+        s, message = step % SLOTS, step // SLOTS
         group = self.slots[s]
         if not group:
             return
-        kind = self.kinds[s][tick % 4]
-        pid = tick % 65535 + 1  # one message per device per tick: unique in any window
-        data = memoryview(kind.packets(tick, self.t0_us, pid))
+        kinds = self.kinds[s]
+        kind = kinds[message % len(kinds)]
+        pid = message % 65535 + 1  # one message per device per period: unique in a window
+        data = memoryview(kind.packets(message, self.t0_us, pid))
         size = kind.size
         now = time.perf_counter()
         qos, window = self.qos, self.window
@@ -345,12 +392,16 @@ async def run_load(n: int, host: str, port: int, credentials: Mapping[int, str],
                    connect_retries: int = 20, qos: int = 1,
                    on_phase: Callable[[str], None] | None = None,
                    start_at: float | Callable[[], float] | None = None,
-                   warmup_s: float = 0.0) -> LoadReport:
-    """Connect ``n`` devices and offer 4 messages/s each for ``duration_s`` seconds.
+                   warmup_s: float = 0.0, batch_ticks: int = 1,
+                   on_interval: Callable[[Interval], None] | None = None,
+                   interval_s: float = 60.0) -> LoadReport:
+    """Connect ``n`` devices and offer their 13 frames/s each for ``duration_s`` seconds.
 
     ``credentials`` maps device id -> secret (the first ``n`` ids are used). Returns
     the report once the last acknowledgements arrived (or 5 s after the end). ``qos``
     1 (default) or 0 (then a PINGREQ/PINGRESP barrier per device ends the run).
+    ``batch_ticks`` ticks per PUBLISH (1: 4 messages/s per device; 4: one message/s
+    holding the second's 13 frames, as a batching gateway sends).
 
     All connections come from one address, and the server's failed-login limiter
     (docs/server.md, "Authentication": burst 20, each password check in progress holds
@@ -366,14 +417,23 @@ async def run_load(n: int, host: str, port: int, credentials: Mapping[int, str],
     ``"connected"`` once every device is connected, ``"ready"`` after the warm-up,
     ``"start"`` just before the first measured tick, and ``"end"`` once the
     acknowledgements drained (benchmarks sample the server's CPU there).
+
+    ``on_interval`` (optional, for long runs such as ``scripts/soak.py``) is called every
+    ``interval_s`` seconds of the measured run with an :class:`Interval`; the latencies
+    it carries are then dropped (a soak cannot keep every latency of an hour), so the
+    report's percentiles cover only what came after the last interval.
     """
     ids = sorted(credentials)[:n]
     if len(ids) < n or n < 1 or duration_s <= 0:
         raise UsageError(f"need 1 <= n <= {len(credentials)} devices and duration_s > 0")
     if qos not in (0, 1):
         raise UsageError(f"qos must be 0 or 1, got {qos!r}")
+    if batch_ticks not in BATCH_TICKS:
+        raise UsageError(f"batch_ticks must be one of {BATCH_TICKS}, got {batch_ticks!r}")
     loop = asyncio.get_running_loop()
-    rep = LoadReport(devices=n, qos=qos, offered_msgs_per_s=4.0 * n)
+    rep = LoadReport(devices=n, qos=qos, batch_ticks=batch_ticks,
+                     offered_msgs_per_s=TICKS_PER_S / batch_ticks * n,
+                     offered_frames_per_s=FRAMES_PER_S * n)
     devices: list[_Device] = []
     gate = asyncio.Semaphore(connect_concurrency)
 
@@ -402,7 +462,7 @@ async def run_load(n: int, host: str, port: int, credentials: Mapping[int, str],
     devices.sort(key=lambda d: d.device_id)
     t0_us = time.time_ns() // 1000
     t0_us -= t0_us % TICK_US
-    fleet = _Fleet(devices, qos, window, t0_us)
+    fleet = _Fleet(devices, qos, window, t0_us, batch_ticks)
     if on_phase is not None:
         on_phase("connected")
     step = 0
@@ -425,7 +485,17 @@ async def run_load(n: int, host: str, port: int, credentials: Mapping[int, str],
         on_phase("start")
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     start = loop.time()
-    await _send_for(fleet, loop, step, duration_s)
+    if on_interval is None:
+        await _send_for(fleet, loop, step, duration_s)
+    else:
+        if not interval_s > 0:
+            raise UsageError(f"interval_s must be > 0, got {interval_s!r}")
+        left = duration_s
+        while left > 0:
+            chunk = min(interval_s, left)
+            step = await _send_for(fleet, loop, step, chunk)
+            left -= chunk
+            on_interval(_interval(fleet, devices, loop.time() - start))
     rep.sent_msgs_per_s = fleet.sent / (loop.time() - start)
     deadline = loop.time() + 5
     if qos:
@@ -450,6 +520,7 @@ async def run_load(n: int, host: str, port: int, credentials: Mapping[int, str],
     rep.messages_sent, rep.frames_sent = fleet.sent, fleet.frames
     rep.bytes_sent, rep.skipped_ticks = fleet.bytes, fleet.skipped
     rep.msgs_per_s = rep.messages_acked / rep.seconds
+    rep.frames_per_s = rep.msgs_per_s * rep.frames_sent / max(rep.messages_sent, 1)
     if qos:
         lat = np.concatenate([np.asarray(d.latencies) for d in devices]) * 1e3
         _set_latency(rep, lat)
@@ -462,16 +533,41 @@ async def run_load(n: int, host: str, port: int, credentials: Mapping[int, str],
 
 async def _send_for(fleet: _Fleet, loop: asyncio.AbstractEventLoop, step: int,
                     seconds: float) -> int:
-    """Send slot after slot, 5 ms apart, for ``seconds``; return the next step."""
+    """Send slot after slot (``SLOTS`` per period) for ``seconds``; return the next step."""
     start = loop.time()
     first = step
-    slot_s = TICK_US / 1e6 / SLOTS
+    slot_s = fleet.period_s / SLOTS
     while loop.time() - start < seconds:
         fleet.send(step)
         step += 1
         delay = start + (step - first) * slot_s - loop.time()
         await asyncio.sleep(max(delay, 0))
     return step
+
+
+@dataclass
+class Interval:
+    """Cumulative counts of a measured run so far, and the latencies since the last one."""
+
+    elapsed_s: float  #: since the start of the measured run
+    messages_sent: int
+    messages_acked: int  #: QoS 1; 0 with QoS 0
+    frames_sent: int
+    frames_acked: int  #: frames of the acknowledged messages (QoS 1)
+    in_flight: int  #: messages sent and not yet acknowledged
+    skipped_ticks: int
+    latencies_ms: np.ndarray  #: float32, publish-to-PUBACK of the messages acked since
+
+
+def _interval(fleet: _Fleet, devices: Sequence[_Device], elapsed_s: float) -> Interval:
+    acked = sum(d.acked for d in devices)
+    frames_per_msg = fleet.frames / max(fleet.sent, 1)
+    lat = np.fromiter((x for d in devices for x in d.latencies), np.float64)
+    for d in devices:
+        d.latencies.clear()
+    return Interval(elapsed_s, fleet.sent, acked, fleet.frames, round(acked * frames_per_msg),
+                    sum(len(d.sent) for d in devices), fleet.skipped,
+                    (lat * 1e3).astype(np.float32))
 
 
 def _set_latency(rep: LoadReport, lat: np.ndarray) -> None:
@@ -550,7 +646,9 @@ def run_load_processes(n: int, host: str, port: int, credentials: Mapping[int, s
             if proc.is_alive():
                 proc.kill()
     out = LoadReport(devices=n, qos=reps[0].qos, processes=processes,
-                     offered_msgs_per_s=4.0 * n)
+                     batch_ticks=reps[0].batch_ticks,
+                     offered_msgs_per_s=sum(r.offered_msgs_per_s for r in reps),
+                     offered_frames_per_s=sum(r.offered_frames_per_s for r in reps))
     for r in reps:
         for name in ("connected", "connect_failures", "messages_sent", "messages_acked",
                      "frames_sent", "bytes_sent", "skipped_ticks", "generator_cpu_s",
@@ -559,6 +657,7 @@ def run_load_processes(n: int, host: str, port: int, credentials: Mapping[int, s
     out.seconds = max(r.seconds for r in reps)
     out.sent_msgs_per_s = sum(r.sent_msgs_per_s for r in reps)
     out.msgs_per_s = out.messages_acked / out.seconds if out.seconds else 0.0
+    out.frames_per_s = out.msgs_per_s * out.frames_sent / max(out.messages_sent, 1)
     if out.qos:
         _set_latency(out, np.concatenate([r.latencies_ms for r in reps
                                           if r.latencies_ms is not None]))
@@ -579,15 +678,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=int, default=64, help="messages in flight per device")
     ap.add_argument("--qos", type=int, default=1, choices=(0, 1))
     ap.add_argument("--processes", type=int, default=1, help="generator processes")
+    ap.add_argument("--batch-ticks", type=int, default=1, choices=BATCH_TICKS,
+                    help="250 ms ticks per PUBLISH (4: one message/s per device)")
     a = ap.parse_args(argv)
     try:
         creds = load_credentials(a.accounts)
         if a.processes > 1:
             rep = run_load_processes(a.devices, a.host, a.port, creds, a.duration,
-                                     processes=a.processes, window=a.window, qos=a.qos)
+                                     processes=a.processes, window=a.window, qos=a.qos,
+                                     batch_ticks=a.batch_ticks)
         else:
             coro = run_load(a.devices, a.host, a.port, creds, a.duration, window=a.window,
-                            qos=a.qos)
+                            qos=a.qos, batch_ticks=a.batch_ticks)
             try:
                 import uvloop
                 rep = uvloop.run(coro)
