@@ -6,7 +6,7 @@ from __future__ import annotations
 from clinical_world import LOG2_N, T0, build_world
 
 from vitalcore import protocol as P
-from vitalcore.clinical import ClinicalStore, open_store
+from vitalcore.clinical import ClinicalStore, Database, migrate, open_store
 from vitalcore.fleet import FleetTracker, StoreFeeder, open_fleet
 from vitalcore.sim.loopback import NO_WAVES
 from vitalcore.simulator import Accessory, VirtualWearable
@@ -23,6 +23,14 @@ class Clock:
 
     def __call__(self) -> int:
         return self.t
+
+
+def bare_tracker() -> FleetTracker:
+    """A tracker on an empty in-memory clinical database (no organisation), its clock
+    fixed at ``T0``: for what needs no registered devices or users."""
+    db = Database.sqlite(":memory:")
+    migrate(db)
+    return open_fleet(db, clock=lambda: T0)
 
 
 def make_world(target: str) -> tuple[ClinicalStore, FleetTracker]:

@@ -4,20 +4,14 @@ changes the hours (nothing counted twice, nothing lost between transactions)."""
 
 from __future__ import annotations
 
+from clinical_world import T0
+from fleet_world import bare_tracker
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vitalcore.clinical import Database, migrate
-from vitalcore.fleet import StatusReading, open_fleet
+from vitalcore.fleet import StatusReading
 
-T0 = 1_764_115_200_000_000
 S = 1_000_000
-
-
-def fresh():
-    db = Database.sqlite(":memory:")
-    migrate(db)
-    return open_fleet(db, clock=lambda: T0)
 
 
 _any_int = st.one_of(st.integers(-5, 5), st.integers(0, 1 << 66), st.booleans(),
@@ -41,7 +35,7 @@ def _valid(v, lo, hi):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_reading, max_size=12))
 def test_hostile_readings_never_raise_and_are_counted(readings):
-    tracker = fresh()
+    tracker = bare_tracker()
     report = tracker.ingest(readings)
     bad_frames = [r for r in readings if not (
         _valid(r.device_id, 1, (1 << 64) - 1) and _valid(r.ts_us, 0, (1 << 63) - 1)
@@ -75,7 +69,7 @@ def test_batching_never_changes_the_hours(steps, cuts):
         readings.append(StatusReading(terminal, t, counter // 2,
                                       ((2, "BAT-H", counter),)))
     in_order = sorted(readings, key=lambda r: r.ts_us)  # what one ingest call processes
-    whole, split, arrival = fresh(), fresh(), fresh()
+    whole, split, arrival = bare_tracker(), bare_tracker(), bare_tracker()
     whole.ingest(readings)
     last = 0.0
     for tracker, source in ((split, in_order), (arrival, readings)):

@@ -5,19 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from clinical_world import T0
+from fleet_world import bare_tracker
 
-from vitalcore.clinical import Database, migrate
 from vitalcore.errors import StorageError, UsageError
-from vitalcore.fleet import StatusReading, StoreFeeder, open_fleet
+from vitalcore.fleet import StatusReading, StoreFeeder
 
-T0 = 1_764_115_200_000_000
 S = 1_000_000
-
-
-def fresh():
-    db = Database.sqlite(":memory:")
-    migrate(db)
-    return open_fleet(db, clock=lambda: T0)
 
 
 def readings(n, start=0):
@@ -26,7 +20,7 @@ def readings(n, start=0):
 
 
 def test_drain_batches_and_sums():
-    tracker = fresh()
+    tracker = bare_tracker()
     feeder = StoreFeeder(tracker, max_batch=7)
     feeder.put(readings(30))
     report = feeder.drain()
@@ -37,7 +31,7 @@ def test_drain_batches_and_sums():
 
 
 def test_a_failed_drain_keeps_the_readings():
-    tracker = fresh()
+    tracker = bare_tracker()
     feeder = StoreFeeder(tracker, max_batch=10)
     feeder.put(readings(25))
     good = tracker.ingest
@@ -59,16 +53,16 @@ def test_a_failed_drain_keeps_the_readings():
 
 
 def test_overflow_drops_the_oldest_and_says_which():
-    feeder = StoreFeeder(fresh(), max_pending=5)
+    feeder = StoreFeeder(bare_tracker(), max_pending=5)
     feeder.put(readings(8))
     assert (feeder.pending, feeder.dropped) == (5, 3)
     assert feeder.dropped_range == (T0, T0 + 20 * S)
     with pytest.raises(UsageError):
-        StoreFeeder(fresh(), max_batch=0)
+        StoreFeeder(bare_tracker(), max_batch=0)
 
 
 def test_run_drains_periodically_and_survives_a_failure():
-    tracker = fresh()
+    tracker = bare_tracker()
     feeder = StoreFeeder(tracker)
     good, fails = tracker.ingest, [1]
 
@@ -97,7 +91,7 @@ def test_run_drains_periodically_and_survives_a_failure():
 
 
 def test_unknown_device_frames_are_counted_across_batches():
-    tracker = fresh()
+    tracker = bare_tracker()
     feeder = StoreFeeder(tracker, max_batch=4)
     feeder.put(readings(10))
     feeder.drain()
