@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from dash_helpers import LoopThread
+
+from loop_thread import LoopThread
 
 
 @pytest.fixture(scope="package")

@@ -4,38 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from loop_thread import LoopThread
+
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "examples" / "workorders"))
 
 
-class _Loop:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro, timeout: float = 60.0):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def call(self, fn, *args):
-        """Run a plain function on the loop thread (the desk's clock lives there)."""
-        async def go():
-            return fn(*args)
-        return self.run(go())
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-
 class Served:
-    def __init__(self, loop: _Loop, store, desk, url: str, runner) -> None:
+    def __init__(self, loop: LoopThread, store, desk, url: str, runner) -> None:
         self.loop, self.store, self.desk, self.url, self.runner = loop, store, desk, url, runner
 
 
@@ -49,7 +30,7 @@ def served(tmp_path_factory):
     from vitalcore.clinical import WallClock
     from vitalcore.service import ServiceDesk
 
-    lt = _Loop()
+    lt = LoopThread(timeout=60.0)
     path = tmp_path_factory.mktemp("workorders") / "clinical.sqlite"
 
     async def start():
