@@ -413,7 +413,7 @@ async def run_reconnect_storm(root: Path, *, n_devices: int = 2000, period_s: fl
         # devices send from their first CONNACK on: one connected but silent for 30 s
         # would rightly be reported offline ("no data")
         load = asyncio.create_task(_staggered(devices, period_s, stop))
-        for i in range(0, len(devices), 16):  # the login limiter's burst is 20 per address
+        for i in range(0, len(devices), 16):  # a fleet powering up in waves of 16
             await asyncio.gather(*(d.connect(120) for d in devices[i:i + 16]))
         figures["connect_s"] = round(time.monotonic() - t0, 1)
         await asyncio.sleep(3.0)

@@ -1,4 +1,5 @@
-"""Accounts, password hashes, the failed-login limiter, the topic scheme and the ACL."""
+"""Accounts, password hashes, the topic scheme and the ACL (the failed-login limiter:
+test_login_limiter.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from vitalcore.errors import UsageError
 from vitalcore.mqtt.topics import topic_matches
-from vitalcore.server import Accounts, LoginLimiter, hash_secret, may_publish, may_subscribe
+from vitalcore.server import Accounts, hash_secret, may_publish, may_subscribe
 from vitalcore.server.auth import verify_secret
 from vitalcore.server.topics import (
     cmd_topic,
@@ -99,26 +100,6 @@ def test_accounts_file_roundtrip_and_permissions(tmp_path):
 def test_malformed_accounts_rejected(doc):
     with pytest.raises(UsageError):
         Accounts.from_json(doc)
-
-
-def test_login_limiter_token_bucket():
-    now = [0.0]
-    lim = LoginLimiter(burst=3, rate_per_s=0.5, max_addresses=2, clock=lambda: now[0])
-    assert lim.acquire("a") and lim.acquire("a")
-    lim.refund("a")  # a success gives its token back
-    assert lim.acquire("a") and lim.acquire("a")
-    assert not lim.acquire("a") and lim.acquire("b")  # empty for "a" only
-    now[0] += 1.9
-    assert not lim.acquire("a")
-    now[0] += 0.2  # 2.1 s at 0.5/s: one token back
-    assert lim.acquire("a") and not lim.acquire("a")
-    for _ in range(5):
-        lim.refund("b")  # never above the burst
-    assert [lim.acquire("b") for _ in range(4)] == [True, True, True, False]
-    assert lim.acquire("c")  # bound of 2 addresses: the least recently used ("a") forgotten
-    assert lim.acquire("a")
-    with pytest.raises(UsageError):
-        LoginLimiter(burst=0)
 
 
 def test_topic_scheme():

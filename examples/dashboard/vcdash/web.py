@@ -187,21 +187,21 @@ async def login_post(request: web.Request) -> web.Response:
     form = await request.post()
     user, password = str(form.get("user", "")), str(form.get("password", ""))
     nxt = _safe_next(str(form.get("next", "/")))
-    addr = request.remote or "?"
-    if not st.limiter.acquire(addr):
-        return _render(request, "login.html", status=429, next=nxt, expired=False,
-                       error="Too many attempts: wait a minute.")
     ok = False
     if user and password and len(user) <= 128 and len(password) <= 1024:
-        loop = asyncio.get_running_loop()
-        try:  # scrypt: off the event loop
-            ok = await loop.run_in_executor(None, st.system.clinical.verify_login, user, password)
-        except VitalcoreError:
-            ok = False
+        async with st.limiter.attempt(request.remote or "?") as attempt:
+            if not attempt.admitted:
+                return _render(request, "login.html", status=429, next=nxt, expired=False,
+                               error="Too many attempts: wait a minute.")
+            loop = asyncio.get_running_loop()
+            try:  # scrypt: off the event loop; a wrong password takes a token
+                ok = await attempt.check(loop.run_in_executor(
+                    None, st.system.clinical.verify_login, user, password))
+            except VitalcoreError:
+                ok = False
     if not ok:
         return _render(request, "login.html", status=401, next=nxt, expired=False,
                        error="Unknown user or wrong password.")
-    st.limiter.refund(addr)
     s = st.sessions.create(user)
     resp = web.HTTPFound(nxt)
     resp.set_cookie(COOKIE, s.token, httponly=True, samesite="Strict", path="/")

@@ -23,6 +23,7 @@ Accounts live in a JSON file (``accounts.json``, mode 0600, never in the reposit
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -31,11 +32,11 @@ import logging
 import os
 import secrets
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ..errors import UsageError
 from ..mqtt.topics import split_shared, topic_filter_error, topic_matches, topic_name_error
@@ -52,11 +53,13 @@ __all__ = [
     "DeviceScope",
     "Accounts",
     "LoginLimiter",
+    "LoginAttempt",
     "may_publish",
     "may_subscribe",
 ]
 
 log = logging.getLogger("vitalcore.server.auth")
+T = TypeVar("T")
 
 #: scrypt cost parameters for new hashes: N = 2**14, r = 8, p = 1 needs 16 MiB and takes
 #: ~70 ms on one core of the CI machine (OWASP's minimum recommendation for scrypt is
@@ -460,51 +463,227 @@ _DUMMY_HASH = _DummyHashes()
 
 
 class LoginLimiter:
-    """Token bucket of login attempts per source address, refunded on success.
+    """Failed-login rate limit per source address, with bounded concurrent checks.
 
-    Each password check takes a token from its address's bucket (``burst`` tokens,
-    refilled at ``rate_per_s``) and a successful login gives it back, so only failed
-    logins drain the bucket and concurrent guesses cannot overdraw it. While a bucket
-    is empty, logins from that address are refused without checking the password,
-    except for credentials verified recently (:meth:`Accounts.cached`), so a device
-    behind the same NAT that merely reconnects is not locked out by a misconfigured
-    neighbour.
+    Two rules per address:
 
-    At most ``max_addresses`` buckets are kept (least recently used dropped first).
+    1. **Failures drain a token bucket** of ``burst`` tokens refilled at ``rate_per_s``.
+       Only a completed check that failed takes a token; a success takes nothing, so
+       any number of devices with the right credentials may log in from one address
+       (a hospital NAT, a gateway). While the bucket holds less than one token the
+       address is *limited*: its logins are refused without a check.
+    2. **Checks in flight are charged in advance.** A check starts only if the bucket
+       would still hold a token for it were every check in flight from that address
+       to fail (``in flight + 1 <= tokens``), and at most ``max_inflight`` run at once.
+       A login that may not start yet *waits* (first come, first served) for a check
+       of its address to finish; it is refused only if failures then limit the
+       address. So concurrent guesses cannot overdraw the bucket: over any interval of
+       ``t`` seconds, at most ``burst + t * rate_per_s`` failed checks are run per
+       address, however many run in parallel.
+
+    One address never affects another: each has its own bucket and its own in-flight
+    bound, which callers apply *before* queueing for the server-wide check slots, so
+    one address holds at most ``max_inflight`` places in that queue.
+
+    Usage (in a coroutine; ``check`` returns None or False for a wrong password)::
+
+        async with limiter.attempt(address) as attempt:
+            if not attempt.admitted:
+                ...  # refuse: too many failed logins from this address
+            principal = await attempt.check(loop.run_in_executor(None, check, user, pw))
+
+    Logins already verified (:meth:`Accounts.cached`) need no check and should bypass
+    the limiter, so a device behind the same NAT as a guessing neighbour that merely
+    reconnects is never refused.
+
+    Parameters
+    ----------
+    burst : float
+        Failed logins an address may make at once (bucket size, >= 1).
+    rate_per_s : float
+        Failed logins per second an address may make in the long run (refill, > 0).
+    max_inflight : int
+        Password checks of one address running (or queued for a check slot) at once.
+    max_addresses : int
+        Addresses remembered: only those with recent failures or checks in flight are
+        kept, and beyond this bound the least recently used idle one is forgotten.
+    clock : callable
+        Monotonic seconds (tests inject a fake one).
+
+    Notes
+    -----
+    Not thread-safe: use it from the one event loop that serves the logins.
     """
 
-    def __init__(self, burst: float = 20.0, rate_per_s: float = 1.0,
+    def __init__(self, burst: float = 20.0, rate_per_s: float = 1.0, max_inflight: int = 4,
                  max_addresses: int = 65536, clock: Callable[[], float] = time.monotonic
                  ) -> None:
-        if burst < 1 or rate_per_s <= 0 or max_addresses < 1:
-            raise UsageError("burst must be >= 1, rate_per_s > 0, max_addresses >= 1")
+        if burst < 1 or rate_per_s <= 0 or max_inflight < 1 or max_addresses < 1:
+            raise UsageError("burst must be >= 1, rate_per_s > 0, max_inflight >= 1 and "
+                             "max_addresses >= 1")
         self.burst = float(burst)
         self.rate = float(rate_per_s)
+        self.max_inflight = int(max_inflight)
         self.max_addresses = max_addresses
         self._clock = clock
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._states: OrderedDict[str, _AddressState] = OrderedDict()
 
-    def _level(self, address: str) -> float:
-        entry = self._buckets.get(address)
-        if entry is None:
-            return self.burst
-        tokens, t = entry
-        return min(self.burst, tokens + (self._clock() - t) * self.rate)
+    def attempt(self, address: str) -> LoginAttempt:
+        """One login from ``address``: an async context manager (see the class docstring).
 
-    def _set(self, address: str, tokens: float) -> None:
-        self._buckets[address] = (tokens, self._clock())
-        self._buckets.move_to_end(address)
-        while len(self._buckets) > self.max_addresses:
-            self._buckets.popitem(last=False)
+        Entering waits until the check may start (:attr:`LoginAttempt.admitted` True),
+        or the address is limited (False, returned at once).
+        """
+        return LoginAttempt(self, address)
 
-    def acquire(self, address: str) -> bool:
-        """Take a token for one password check from ``address``; False if none is left."""
-        level = self._level(address)
-        if level < 1.0:
+    def remembered(self) -> int:
+        """Addresses remembered: those with recent failures or checks in flight."""
+        return len(self._states)
+
+    def limited(self, address: str) -> bool:
+        """Whether logins from ``address`` are refused now (failures drained its bucket)."""
+        st = self._states.get(address)
+        return st is not None and self._tokens(st) < 1.0
+
+    def inflight(self, address: str) -> int:
+        """Checks of ``address`` admitted and not finished yet."""
+        st = self._states.get(address)
+        return 0 if st is None else st.inflight
+
+    # -- state --------------------------------------------------------------------------
+    def _tokens(self, st: _AddressState) -> float:
+        return min(self.burst, st.tokens + (self._clock() - st.stamp) * self.rate)
+
+    def _state(self, address: str) -> _AddressState:
+        st = self._states.get(address)
+        if st is not None:
+            self._states.move_to_end(address)
+            return st
+        st = self._states[address] = _AddressState(self.burst, self._clock())
+        excess = len(self._states) - self.max_addresses
+        if excess > 0:
+            # forget the least recently used idle addresses; those with checks in flight
+            # or logins waiting are kept (their number is bounded by logins in progress)
+            idle = []
+            for a, other in self._states.items():
+                if len(idle) == excess or a == address:
+                    break
+                if other.idle:
+                    idle.append(a)
+            for a in idle:
+                del self._states[a]
+        return st
+
+    def _may_start(self, st: _AddressState) -> bool:
+        return st.inflight < self.max_inflight and st.inflight + 1 <= self._tokens(st)
+
+    def _admit(self, address: str) -> asyncio.Future[bool] | bool:
+        """True (start now), False (refused) or a future of either (wait in line)."""
+        st = self._state(address)
+        if self._tokens(st) < 1.0:
             return False
-        self._set(address, level - 1.0)
-        return True
+        self._settle(st)  # the bucket may have refilled for those waiting since
+        if not st.waiters and self._may_start(st):
+            st.inflight += 1
+            return True
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        st.waiters.append(fut)
+        return fut
 
-    def refund(self, address: str) -> None:
-        """The check succeeded: give its token back."""
-        self._set(address, min(self.burst, self._level(address) + 1.0))
+    def _finish(self, address: str, failed: bool) -> None:
+        """A check of ``address`` admitted by :meth:`_admit` is over."""
+        st = self._states[address]
+        st.inflight -= 1
+        if failed:
+            st.tokens, st.stamp = self._tokens(st) - 1.0, self._clock()
+        self._settle(st)
+        if st.idle and self._tokens(st) >= self.burst:
+            del self._states[address]  # nothing to remember: as if never seen
+
+    def _settle(self, st: _AddressState) -> None:
+        """Decide waiting logins in order: start those that may, refuse all if limited."""
+        while st.waiters:
+            fut = st.waiters[0]
+            if fut.done():  # the waiting login was cancelled
+                st.waiters.popleft()
+                continue
+            if self._tokens(st) < 1.0:
+                fut.set_result(False)
+            elif self._may_start(st):
+                st.inflight += 1
+                fut.set_result(True)
+            else:
+                break
+            st.waiters.popleft()
+
+
+@dataclass(eq=False)
+class _AddressState:
+    tokens: float  #: bucket level at ``stamp`` (it refills from there)
+    stamp: float
+    inflight: int = 0
+    waiters: deque[asyncio.Future[bool]] = field(default_factory=deque)
+
+    @property
+    def idle(self) -> bool:
+        return not self.inflight and not self.waiters
+
+
+class LoginAttempt:
+    """One login under a :class:`LoginLimiter` (made by :meth:`LoginLimiter.attempt`).
+
+    Attributes
+    ----------
+    address : str
+        The source address.
+    admitted : bool
+        Set on entering: True if the password check may run, False if the address is
+        limited (refuse the login unchecked).
+    """
+
+    __slots__ = ("_limiter", "address", "admitted", "_checking")
+
+    def __init__(self, limiter: LoginLimiter, address: str) -> None:
+        self._limiter = limiter
+        self.address = address
+        self.admitted = False
+        self._checking = False
+
+    async def __aenter__(self) -> LoginAttempt:
+        got = self._limiter._admit(self.address)
+        if isinstance(got, asyncio.Future):
+            try:
+                got = await got
+            except asyncio.CancelledError:
+                if got.done() and not got.cancelled() and got.result():
+                    self._limiter._finish(self.address, failed=False)  # admitted, unused
+                raise
+        self.admitted = got
+        return self
+
+    async def check(self, verdict: Awaitable[T]) -> T:
+        """Await ``verdict``, the password check, record its outcome and return it.
+
+        ``verdict`` resolves to a true value (a :class:`Principal`, True) for a right
+        password and a false one (None, False) for a wrong one, which takes a token.
+        The check's slot is held until ``verdict`` completes even if the caller is
+        cancelled meanwhile (the check goes on in its thread), and its outcome counts
+        then. An exception or cancellation of ``verdict`` itself takes no token (it is
+        no answer to a guess).
+        """
+        if not self.admitted or self._checking:
+            raise UsageError("LoginAttempt.check: not admitted, or checked already")
+        self._checking = True
+        fut = asyncio.ensure_future(verdict)
+        limiter, address = self._limiter, self.address
+
+        def done(f: asyncio.Future[T]) -> None:
+            failed = not f.cancelled() and f.exception() is None and not f.result()
+            limiter._finish(address, failed)
+
+        fut.add_done_callback(done)
+        return await asyncio.shield(fut)
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.admitted and not self._checking:
+            self._limiter._finish(self.address, failed=False)  # no check ran

@@ -231,12 +231,8 @@ class Client:
         elif len(cid) > b.limits.max_client_id_length:
             self.refuse(0x85, "client id too long")
             return
-        if not b.limiter.acquire(self.peer):
-            principal = b.accounts.cached(p.username or "", p.password)
-            if principal is None:
-                b.count("auth_rate_limited")
-                self.refuse(0x9F, "too many failed logins from this address")
-                return
+        principal = b.accounts.cached(p.username or "", p.password)
+        if principal is not None:  # verified recently: no check, no limit
             self._connected(p, cid, assigned, principal)
             return
         self._block("auth")
@@ -245,15 +241,19 @@ class Client:
     async def _authenticate(self, p: Connect, cid: str, assigned: str | None) -> None:
         b = self.broker
         try:
-            async with b.auth_slots:
-                if self.closed:
-                    b.limiter.refund(self.peer)
+            async with b.limiter.attempt(self.peer) as attempt:
+                if not attempt.admitted:
+                    b.count("auth_rate_limited")
+                    self.refuse(0x9F, "too many failed logins from this address")
                     return
-                principal = b.accounts.cached(p.username or "", p.password)
-                if principal is None:
-                    principal = await b.loop.run_in_executor(
-                        None, b.accounts.check, p.username, p.password
-                    )
+                async with b.auth_slots:
+                    if self.closed:
+                        return
+                    principal = b.accounts.cached(p.username or "", p.password)
+                    if principal is None:
+                        principal = await attempt.check(b.loop.run_in_executor(
+                            None, b.accounts.check, p.username, p.password
+                        ))
         except Exception:  # a bug in the check: refuse this client, keep serving
             log.exception("password check failed")
             self.refuse(0x80, "internal error during authentication")
@@ -268,7 +268,6 @@ class Client:
             who = f"user {p.username!r}" if known else "a user name that is no account"
             self.refuse(0x86, f"bad user name or password ({who})")
             return
-        b.limiter.refund(self.peer)
         self._connected(p, cid, assigned, principal)
         if not self.closed:
             self._unblock()

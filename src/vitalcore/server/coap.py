@@ -211,15 +211,14 @@ class CoapEndpoint:
         name = query["d"]
         principal = self.accounts.cached(name, secret.encode())
         if principal is None:
-            address = str(request.remote.hostinfo)
-            if not self.limiter.acquire(address):
-                self.counters["auth_rate_limited"] += 1
-                return _reply(Code.TOO_MANY_REQUESTS, "too many failed logins", max_age=60)
-            async with self._auth_slots:
-                loop = asyncio.get_running_loop()
-                principal = await loop.run_in_executor(None, self.accounts.check, name, secret)
-            if principal is not None:
-                self.limiter.refund(address)
+            async with self.limiter.attempt(str(request.remote.hostinfo)) as attempt:
+                if not attempt.admitted:
+                    self.counters["auth_rate_limited"] += 1
+                    return _reply(Code.TOO_MANY_REQUESTS, "too many failed logins", max_age=60)
+                async with self._auth_slots:
+                    loop = asyncio.get_running_loop()
+                    principal = await attempt.check(
+                        loop.run_in_executor(None, self.accounts.check, name, secret))
         if principal is None or principal.device_id != device:
             self.counters["auth_failed"] += 1
             return _reply(Code.UNAUTHORIZED, "bad device id or secret")
