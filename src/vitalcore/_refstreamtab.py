@@ -18,8 +18,10 @@ __all__ = ["RefStreamTable"]
 
 #: Same values as ``vitalcore._ext.streamtab.Verdict``.
 NEW, GAP, DUPLICATE, LATE, RESTART = range(5)
-SEEN_WINDOW = 64
+SEEN_WINDOW = 1024
+SEEN_WORDS = SEEN_WINDOW // 64
 _U64 = (1 << 64) - 1
+_WINDOW_MASK = (1 << SEEN_WINDOW) - 1
 
 
 @dataclass
@@ -84,7 +86,7 @@ class RefStreamTable:
     def _classify(s: _Stream, seq: int, ts: int) -> tuple[int, int]:
         d = _serial_diff(seq, s.last_seq)
         if d > 0:
-            s.seen = ((s.seen << d) | 1) & _U64 if d < SEEN_WINDOW else 1
+            s.seen = ((s.seen << d) | 1) & _WINDOW_MASK if d < SEEN_WINDOW else 1
             s.last_seq = seq
             s.max_ts_us = max(s.max_ts_us, ts)
             s.frames += 1
@@ -113,8 +115,11 @@ class RefStreamTable:
 
         out = {
             name: np.array([getattr(s, name) for s in self._streams], dt)
-            for name, dt in STATE_COLUMNS
+            for name, dt in STATE_COLUMNS if name != "seen"
         }
+        out["seen"] = np.array(
+            [[s.seen >> (64 * w) & _U64 for w in range(SEEN_WORDS)] for s in self._streams],
+            np.uint64).reshape(len(self._streams), SEEN_WORDS)
         out["version"] = np.array(STATE_VERSION, np.int64)
         return out
 
@@ -122,6 +127,11 @@ class RefStreamTable:
         from ._ext.streamtab import STATE_COLUMNS
 
         cols = [name for name, _ in STATE_COLUMNS]
-        rows = zip(*(np.asarray(state[c]).tolist() for c in cols), strict=True)
+        seen = np.asarray(state["seen"])
+        if seen.ndim == 1:  # version 1: a 64-wide window
+            seen = seen.reshape(-1, 1)
+        values = {c: np.asarray(state[c]).tolist() for c in cols if c != "seen"}
+        values["seen"] = [sum(int(x) << (64 * w) for w, x in enumerate(row)) for row in seen]
+        rows = zip(*(values[c] for c in cols), strict=True)
         self._streams = [_Stream(**dict(zip(cols, r, strict=True))) for r in rows]
         self._index = {(s.device_id, s.stream_id): i for i, s in enumerate(self._streams)}

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 from vitalcore import protocol as P
 from vitalcore._ext.streamtab import (
     STATE_COLUMNS,
+    WINDOW,
+    WORDS,
     StreamTable,
     Verdict,
     stream_ids,
@@ -54,7 +56,8 @@ def test_in_order_gap_late_duplicate(Table):
     assert s["frames"].tolist() == [5]
     assert s["gaps"].tolist() == [1] and s["missing"].tolist() == [2]
     assert s["duplicates"].tolist() == [3] and s["late"].tolist() == [2]
-    assert s["seen"].tolist() == [0b11111]  # 9, 8, 7, 6, 5 seen
+    assert s["seen"].shape == (1, WORDS)
+    assert s["seen"][0].tolist() == [0b11111] + [0] * (WORDS - 1)  # 9, 8, 7, 6, 5 seen
 
 
 def test_streams_are_independent_and_indexed_in_order_of_appearance(Table):
@@ -96,13 +99,50 @@ def test_half_the_sequence_space_away_counts_as_behind(Table):
     assert missing.tolist() == [2**31 - 2]
 
 
-def test_window_edge_late_beyond_64_is_accepted_every_time(Table):
+def test_window_edge_late_beyond_the_window_is_accepted_every_time(Table):
+    assert WINDOW == 1024 and WORDS * 64 == WINDOW
     t = Table()
-    seqs = [100, 200]  # 100 to 136 never seen, all behind by >= 64
-    _, verdict, _ = run(t, seqs + [136, 137, 136, 137], ts=[T0 + 10, T0 + 20, T0, T0, T0, T0])
-    # 136 is 64 behind: outside the window, cannot be checked, so LATE both times;
-    # 137 is 63 behind: inside, so its second copy is a DUPLICATE.
+    seqs = [100, 100 + WINDOW + 100]  # 101 to 1223 never seen
+    edge, inside = seqs[1] - WINDOW, seqs[1] - WINDOW + 1
+    _, verdict, _ = run(t, seqs + [edge, inside, edge, inside],
+                        ts=[T0 + 10, T0 + 20, T0, T0, T0, T0])
+    # ``edge`` is WINDOW behind: outside the window, cannot be checked, so LATE both
+    # times; ``inside`` is WINDOW - 1 behind: its second copy is a DUPLICATE.
     assert verdict.tolist() == [N, G, L, L, L, D]
+
+
+@pytest.mark.parametrize("steps", [[1] * 300, [63, 1, 64, 65], [127, 129, 200], [1000, 23]])
+def test_resend_of_a_whole_window_is_recognised_across_word_boundaries(Table, steps):
+    """A reconnecting device resends up to WINDOW - 1 frames behind the newest: every
+    copy is a DUPLICATE whatever the shifts were (single bits, whole words, both)."""
+    t = Table()
+    seqs = list(np.cumsum([5] + steps) % 2**32)
+    run(t, seqs, ts=[T0 + k for k in range(len(seqs))])
+    newest = seqs[-1]
+    back = [newest - s for s in seqs]
+    assert max(back) < WINDOW
+    _, verdict, _ = run(t, seqs[::-1], ts=[T0] * len(seqs))
+    assert (verdict == D).all()
+    never = sorted(set(range(seqs[0], newest)) - set(seqs))[:50]  # gaps: LATE once, then D
+    if never:
+        _, verdict, _ = run(t, never + never, ts=[T0] * 2 * len(never))
+        assert verdict.tolist() == [L] * len(never) + [D] * len(never)
+
+
+def test_version_1_state_loads_into_the_low_word(Table):
+    t = StreamTable()
+    run(t, [1, 2, 3, 5, 400], device_id=1)
+    v2 = t.state()
+    v1 = {k: v for k, v in v2.items() if k != "seen"}
+    v1["seen"] = v2["seen"][:, 0].copy()
+    v1["version"] = np.array(1, np.int64)
+    u = Table()
+    u.load(v1)
+    _, verdict, _ = run(u, [400, 5, 3, 4], ts=[T0] * 4, device_id=1)
+    # 5 and 3 are > 63 behind: a version 1 state never knew them, so they are LATE now
+    assert verdict.tolist() == [D, L, L, L]
+    _, verdict, _ = run(u, [5, 3], ts=[T0] * 2, device_id=1)
+    assert verdict.tolist() == [D, D]
 
 
 def test_reboot_restarts_the_stream(Table):
@@ -154,14 +194,17 @@ def test_state_columns_and_version():
     run(t, [1, 3])
     s = t.state()
     assert [k for k in s if k != "version"] == [name for name, _ in STATE_COLUMNS]
+    assert s["seen"].shape == (1, WORDS)
     assert all(s[name].dtype == dt for name, dt in STATE_COLUMNS)
-    assert int(s["version"]) == 1
+    assert int(s["version"]) == 2
 
 
 @pytest.mark.parametrize(
     "mutate, message",
     [
-        (lambda s: s.__setitem__("version", np.array(2)), "version"),
+        (lambda s: s.__setitem__("version", np.array(3)), "version"),
+        (lambda s: s.__setitem__("seen", s["seen"][:, :4].copy()), "seen must be"),
+        (lambda s: s.__setitem__("seen", s["seen"][:, 0].copy()), "seen must be"),
         (lambda s: s.pop("seen"), "seen"),
         (lambda s: s.__setitem__("seq", None) or s.pop("last_seq"), "last_seq"),
         (lambda s: s.__setitem__("frames", s["frames"].astype(np.int64)), "frames"),
@@ -243,6 +286,7 @@ _frame = st.tuples(
     st.one_of(  # seq step relative to the stream's running counter
         st.sampled_from([1, 1, 1, 1, 0, -1, 2]),
         st.integers(-70, 70),
+        st.integers(-1100, 1100),
         st.integers(-(2**32), 2**32),
     ),
     st.integers(-3, 5),  # ts step (µs x 100k)

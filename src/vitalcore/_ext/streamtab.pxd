@@ -10,15 +10,18 @@ cdef enum:
     V_LATE = 3
     V_RESTART = 4
 
-# Width of the "already seen" window behind the newest sequence number.
+# Width of the "already seen" window behind the newest sequence number, in bits, and
+# the 64-bit words that hold it.
 cdef enum:
-    SEEN_WINDOW = 64
+    SEEN_WINDOW = 1024
+    SEEN_WORDS = 16
 
 # State of one stream (device id, stream id); the dense index of a stream is its
 # position in StreamTable._streams and never changes while the table lives.
 ctypedef struct StreamState:
     uint64_t device_id
-    uint64_t seen          # bit k set: seq (last_seq - k) was accepted; bit 0 is last_seq
+    uint64_t seen[SEEN_WORDS]  # bit k (word k // 64, bit k % 64) set: seq (last_seq - k)
+                               # was accepted; bit 0 is last_seq
     int64_t max_ts_us      # newest device timestamp accepted in the current epoch
     uint64_t frames        # accepted frames (NEW + GAP + LATE + RESTART)
     uint64_t gaps          # GAP verdicts

@@ -15,9 +15,14 @@ stream and ``max_ts`` the newest device timestamp accepted since the stream (re)
 - ``d <= 0`` and ``ts_us > max_ts``: RESTART. The sequence counter went back while the
   device clock went forward: the device rebooted (or reset its counter). The stream
   starts a new epoch at ``seq``; the frame is accepted.
-- ``d <= 0`` otherwise, ``-d < 64`` and ``seq`` already accepted: DUPLICATE.
-- ``d <= 0`` otherwise: LATE (accepted out of order; within the 64-wide window it is
+- ``d <= 0`` otherwise, ``-d < 1024`` and ``seq`` already accepted: DUPLICATE.
+- ``d <= 0`` otherwise: LATE (accepted out of order; within the 1024-wide window it is
   marked seen, so a second copy is a DUPLICATE).
+
+The window is 1024 sequence numbers wide so that a device's QoS 1/2 resend after a
+reconnect (up to the server's receive maximum of messages in flight, several frames of
+one stream per message for a batching gateway) still falls inside it. A copy of a frame
+resent more than 1023 sequence numbers behind the newest is accepted again (LATE).
 
 ``d == -2**31`` (exactly half the sequence space away) counts as behind.
 """
@@ -47,7 +52,7 @@ STATE_COLUMNS = (
     ("device_id", np.dtype("<u8")),
     ("stream_id", np.dtype("<u2")),
     ("last_seq", np.dtype("<u4")),
-    ("seen", np.dtype("<u8")),
+    ("seen", np.dtype("<u8")),  # shape (n, SEEN_WORDS): word w holds bits 64w..64w+63
     ("max_ts_us", np.dtype("<i8")),
     ("frames", np.dtype("<u8")),
     ("gaps", np.dtype("<u8")),
@@ -61,7 +66,12 @@ STATE_COLUMNS = (
 COUNTERS = ("frames", "gaps", "missing", "duplicates", "late", "restarts")
 
 #: Version of the :meth:`StreamTable.state` layout, checked by :meth:`StreamTable.load`.
-STATE_VERSION = 1
+#: Version 1 (a 64-wide window: ``seen`` one u8 per stream) is still loaded.
+STATE_VERSION = 2
+
+#: Width of the duplicate window (sequence numbers behind the newest) and its u64 words.
+WINDOW = SEEN_WINDOW
+WORDS = SEEN_WORDS
 
 cdef enum:
     MIN_STREAMS = 64
@@ -75,6 +85,33 @@ cdef inline uint64_t _hash(uint64_t device_id, uint16_t stream_id) noexcept nogi
     return z ^ (z >> 31)
 
 
+cdef inline void _seen_reset(StreamState* s) noexcept nogil:
+    """Only the newest sequence number seen (a new stream, an epoch, a jump >= window)."""
+    memset(s.seen, 0, SEEN_WORDS * sizeof(uint64_t))
+    s.seen[0] = 1
+
+
+cdef inline void _seen_advance(StreamState* s, uint32_t d) noexcept nogil:
+    """Shift the window by ``d`` (> 0) newer sequence numbers and mark the newest seen."""
+    cdef int w, ws, bs
+    cdef uint64_t v
+    if d >= SEEN_WINDOW:
+        _seen_reset(s)
+        return
+    ws = <int>(d >> 6)
+    bs = <int>(d & 63)
+    w = SEEN_WORDS - 1
+    while w >= 0:  # high words first: each reads only words at or below its own index
+        v = 0
+        if w - ws >= 0:
+            v = s.seen[w - ws] << bs
+            if bs and w - ws - 1 >= 0:
+                v |= s.seen[w - ws - 1] >> (64 - bs)
+        s.seen[w] = v
+        w -= 1
+    s.seen[0] |= 1
+
+
 cdef inline uint8_t _classify(StreamState* s, uint32_t seq, int64_t ts_us,
                               uint32_t* missing) noexcept nogil:
     """Classify one frame of an existing stream and update its state."""
@@ -83,7 +120,7 @@ cdef inline uint8_t _classify(StreamState* s, uint32_t seq, int64_t ts_us,
     cdef uint64_t bit
     missing[0] = 0
     if d > 0:
-        s.seen = ((s.seen << d) | 1) if d < SEEN_WINDOW else 1
+        _seen_advance(s, <uint32_t>d)
         s.last_seq = seq
         if ts_us > s.max_ts_us:
             s.max_ts_us = ts_us
@@ -96,18 +133,18 @@ cdef inline uint8_t _classify(StreamState* s, uint32_t seq, int64_t ts_us,
         return V_GAP
     if ts_us > s.max_ts_us:
         s.last_seq = seq
-        s.seen = 1
+        _seen_reset(s)
         s.max_ts_us = ts_us
         s.frames += 1
         s.restarts += 1
         return V_RESTART
     back = <uint32_t>(-(<int64_t>d))
     if back < SEEN_WINDOW:
-        bit = (<uint64_t>1) << back
-        if s.seen & bit:
+        bit = (<uint64_t>1) << (back & 63)
+        if s.seen[back >> 6] & bit:
             s.duplicates += 1
             return V_DUPLICATE
-        s.seen |= bit
+        s.seen[back >> 6] |= bit
     s.frames += 1
     s.late += 1
     return V_LATE
@@ -120,6 +157,20 @@ def _column(name, a, dtype):
         raise UsageError(
             f"{name} must be a 1-D array of dtype {dtype}, got {arr.dtype} with shape {arr.shape}"
         )
+    return arr
+
+
+def _seen_column(a, version):
+    """The ``seen`` column of a state as (n, SEEN_WORDS) u8 words (version 1: one word)."""
+    arr = np.asarray(a)
+    if version == 1:
+        arr = _column("seen", arr, np.dtype("<u8"))
+        out = np.zeros((arr.shape[0], SEEN_WORDS), np.dtype("<u8"))
+        out[:, 0] = arr
+        return out
+    if arr.ndim != 2 or arr.shape[1] != SEEN_WORDS or arr.dtype != np.dtype("<u8"):
+        raise UsageError(f"seen must be an (n, {SEEN_WORDS}) array of dtype uint64, got "
+                         f"{arr.dtype} with shape {arr.shape}")
     return arr
 
 
@@ -143,8 +194,8 @@ cdef class StreamTable:
 
     Notes
     -----
-    Memory: 96 bytes per stream (state) plus 8-16 bytes of hash slots; 40,000 streams
-    take about 4.5 MB. Dense indices are given in order of first appearance and are
+    Memory: 216 bytes per stream (state, 128 of them the duplicate window) plus 8-16
+    bytes of hash slots; 40,000 streams take about 9.3 MB. Dense indices are given in order of first appearance and are
     stable for the lifetime of the table and across :meth:`state` / :meth:`load`.
     """
 
@@ -299,7 +350,7 @@ cdef class StreamTable:
                     i = self._insert(dev[k], sid[k])
                     s = &self._streams[i]
                     s.last_seq = sq[k]
-                    s.seen = 1
+                    _seen_reset(s)
                     s.max_ts_us = ts[k]
                     s.frames = 1
                     verdict[k] = V_NEW
@@ -333,12 +384,13 @@ cdef class StreamTable:
             holding :data:`STATE_VERSION`). Feed it to :meth:`load` after a restart so a
             frame retransmitted across the restart is still recognised as DUPLICATE.
         """
-        cdef Py_ssize_t n = self._n, i
+        cdef Py_ssize_t n = self._n, i, w
         out = {name: np.empty(n, dt) for name, dt in STATE_COLUMNS}
+        out["seen"] = np.empty((n, SEEN_WORDS), np.dtype("<u8"))
         cdef uint64_t[::1] dev = out["device_id"]
         cdef uint16_t[::1] sid = out["stream_id"]
         cdef uint32_t[::1] last = out["last_seq"]
-        cdef uint64_t[::1] seen = out["seen"]
+        cdef uint64_t[:, ::1] seen = out["seen"]
         cdef int64_t[::1] maxts = out["max_ts_us"]
         cdef uint64_t[::1] frames = out["frames"]
         cdef uint64_t[::1] gaps = out["gaps"]
@@ -352,7 +404,8 @@ cdef class StreamTable:
             dev[i] = s.device_id
             sid[i] = s.stream_id
             last[i] = s.last_seq
-            seen[i] = s.seen
+            for w in range(SEEN_WORDS):
+                seen[i, w] = s.seen[w]
             maxts[i] = s.max_ts_us
             frames[i] = s.frames
             gaps[i] = s.gaps
@@ -366,27 +419,33 @@ cdef class StreamTable:
     def load(self, state):
         """Replace the whole table by ``state`` (as returned by :meth:`state`).
 
+        A version 1 state (64-wide window, ``seen`` 1-D: a checkpoint written before
+        the window was widened) is loaded into the low word of each window.
+
         Raises
         ------
         UsageError
-            Wrong version, a missing column, wrong dtype, unequal lengths, a stream
-            listed twice, or ``seen`` without bit 0 set. The table is unchanged.
+            Unknown version, a missing column, wrong dtype or shape, unequal lengths, a
+            stream listed twice, or ``seen`` without bit 0 set. The table is unchanged.
         """
         try:
             version = int(np.asarray(state["version"]))
         except (KeyError, TypeError, ValueError):
             raise UsageError("state has no valid 'version' entry") from None
-        if version != STATE_VERSION:
-            raise UsageError(f"state version {version} is not {STATE_VERSION}")
+        if version not in (1, STATE_VERSION):
+            raise UsageError(f"state version {version} is not 1 or {STATE_VERSION}")
         cols = {}
         for name, dt in STATE_COLUMNS:
             if name not in state:
                 raise UsageError(f"state has no column {name!r}")
-            cols[name] = _column(name, state[name], dt)
-        cdef Py_ssize_t n = cols["device_id"].shape[0], i
+            if name == "seen":
+                cols[name] = _seen_column(state[name], version)
+            else:
+                cols[name] = _column(name, state[name], dt)
+        cdef Py_ssize_t n = cols["device_id"].shape[0], i, w
         if any(a.shape[0] != n for a in cols.values()):
             raise UsageError("state columns must have the same length")
-        if n and not (cols["seen"] & np.uint64(1)).all():
+        if n and not (cols["seen"][:, 0] & np.uint64(1)).all():
             raise UsageError("state 'seen' must have bit 0 (the newest sequence number) set")
         keys = cols["device_id"].astype(object) * 65536 + cols["stream_id"]
         if len(set(keys.tolist())) != n:
@@ -396,7 +455,7 @@ cdef class StreamTable:
         cdef const uint64_t[:] dev = cols["device_id"]
         cdef const uint16_t[:] sid = cols["stream_id"]
         cdef const uint32_t[:] last = cols["last_seq"]
-        cdef const uint64_t[:] seen = cols["seen"]
+        cdef const uint64_t[:, :] seen = cols["seen"]
         cdef const int64_t[:] maxts = cols["max_ts_us"]
         cdef const uint64_t[:] frames = cols["frames"]
         cdef const uint64_t[:] gaps = cols["gaps"]
@@ -408,7 +467,8 @@ cdef class StreamTable:
         for i in range(n):
             s = &self._streams[self._insert(dev[i], sid[i])]
             s.last_seq = last[i]
-            s.seen = seen[i]
+            for w in range(SEEN_WORDS):
+                s.seen[w] = seen[i, w]
             s.max_ts_us = maxts[i]
             s.frames = frames[i]
             s.gaps = gaps[i]
