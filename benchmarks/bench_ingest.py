@@ -285,7 +285,8 @@ def count_stored(data: Path, devices: list[int]) -> tuple[int, int]:
 
 def run_vitalcore(n: int, seconds: float, window: int, creds: dict[int, str],
                   accounts: Path, work: Path, qos: int = 1, processes: int = 1,
-                  batch_ticks: int = 1, gc: str = "tuned", alarms: bool = True) -> Result:
+                  batch_ticks: int = 1, gc: str = "tuned", alarms: bool = True,
+                  sync: str = "group") -> Result:
     res = Result("vitalcore", n, gc)
     data = work / f"vc-data-{n}"
     port = free_port()
@@ -294,7 +295,7 @@ def run_vitalcore(n: int, seconds: float, window: int, creds: dict[int, str],
         env["VITALCORE_GC"] = "default"
     proc = subprocess.Popen(
         [sys.executable, "-m", "vitalcore", "serve", "--data", str(data), "--accounts",
-         str(accounts), "--port", str(port), "--log-level", "WARNING",
+         str(accounts), "--port", str(port), "--log-level", "WARNING", "--sync", sync,
          *(() if alarms else ("--no-alarms",))], env=env)
     try:
         wait_port(port, proc)
@@ -394,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="250 ms ticks per PUBLISH (4: one message/s per device)")
     ap.add_argument("--no-alarms", action="store_true",
                     help="serve --no-alarms: ingest and storage only, no alarm engine")
+    ap.add_argument("--sync", choices=("group", "always", "none"), default="group",
+                    help="vitalcore's WAL policy (serve --sync); 'none' acknowledges before "
+                         "fsync and is a diagnosis of the disk's share, not the durable figure")
     ap.add_argument("--gc", choices=("tuned", "default", "both"), default="tuned",
                     help="vitalcore's GC schedule (VITALCORE_GC); both: a run of each")
     ap.add_argument("--subscriber", type=int, help=argparse.SUPPRESS)  # child process
@@ -437,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
                 for gc in gcs:
                     vcs.append(run_vitalcore(n, a.seconds, a.window, creds,
                                              work / "accounts.json", work, a.qos, a.processes,
-                                             a.batch_ticks, gc, not a.no_alarms))
+                                             a.batch_ticks, gc, not a.no_alarms, a.sync))
                     print(row(vcs[-1]), flush=True)
             if alive["mosquitto"]:
                 mq = run_mosquitto(n, a.seconds, a.window, creds, work, a.qos, a.processes,
