@@ -38,7 +38,9 @@ in a new process (the OS page cache stays warm; this machine cannot drop it for 
 shared benchmark). Baselines in the same run: the naive read (the day/bucket files the
 range touches, read whole with ``pyarrow.parquet.read_table`` and filtered with Arrow
 compute), and a generic ``pyarrow.dataset`` over the hive-partitioned tree (discovery
-of every file each time, filter pushed down).
+of every file each time, filter pushed down). Next to the wall times, the CPU time per
+query (``time.process_time``: every thread of the process) is printed: on a shared
+machine it moves much less with the load average than wall time does.
 """
 
 from __future__ import annotations
@@ -365,10 +367,11 @@ def generic_dataset(root: Path, kind: str, p: int, t0: int, t1: int, days: int) 
     return out
 
 
-def timed(fn, *args) -> tuple[float, int]:
-    t = time.perf_counter()
+def timed(fn, *args) -> tuple[float, int, float]:
+    """(wall ms, result, CPU ms of this process: all its threads)."""
+    t, c = time.perf_counter(), time.process_time()
     n = fn(*args)
-    return (time.perf_counter() - t) * 1000, n
+    return (time.perf_counter() - t) * 1000, n, (time.process_time() - c) * 1000
 
 
 def summary(ms: list[float]) -> str:
@@ -388,10 +391,10 @@ def cold_child(args: argparse.Namespace) -> None:
     spec = json.loads(args.child)
     out = []
     for p, t0, t1 in spec["windows"]:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         records = Records(HistoryStore(args.dir, buckets=BUCKETS, sync="none"))
         n = query(records, spec["kind"], p, t0, t1, args.days)
-        out.append(((time.perf_counter() - t) * 1000, n))
+        out.append(((time.perf_counter() - t) * 1000, n, (time.process_time() - c) * 1000))
     print(json.dumps({"imports_ms": imports_ms, "queries": out}))
 
 
@@ -403,7 +406,7 @@ def measure(root: Path, args: argparse.Namespace, info: dict) -> None:
     for kind, target in (("numerics", TARGET_NUMERICS_MS), ("ecg", TARGET_ECG_MS)):
         wins = windows(kind, args.queries, args.days, info, args.seed)
         label = "24 h numerics" if kind == "numerics" else "1 h ECG 250 Hz"
-        first_ms, first_n = timed(query, records, kind, *wins[0], args.days)
+        first_ms, first_n, _ = timed(query, records, kind, *wins[0], args.days)
         spec = json.dumps({"kind": kind, "windows": wins})
         child = subprocess.run(
             [sys.executable, __file__, "--dir", str(root), "--days", str(args.days), "--child", spec],
@@ -411,21 +414,22 @@ def measure(root: Path, args: argparse.Namespace, info: dict) -> None:
         )
         reply = json.loads(child.stdout.strip().splitlines()[-1])
         cold = reply["queries"]
-        warm, rows = [], []
+        warm, warm_cpu, rows = [], [], []
         for w in wins:
             for _ in range(3):
-                ms, n = timed(query, records, kind, *w, args.days)
+                ms, n, cpu = timed(query, records, kind, *w, args.days)
                 warm.append(ms)
+                warm_cpu.append(cpu)
             rows.append(n)
         # reading whole ECG day files takes ~10 s per query here: one is enough
         k_naive = args.baseline_queries if kind == "numerics" else 1
         base = [timed(naive, root, kind, *w, args.days) for w in wins[:k_naive]]
         generic = [timed(generic_dataset, root, kind, *w, args.days) for w in wins[: args.baseline_queries]]
         checked = wins[:k_naive] + wins[: args.baseline_queries]
-        for (_, n), w in zip(base + generic, checked, strict=True):
+        for (_, n, _), w in zip(base + generic, checked, strict=True):
             if n != rows[wins.index(w)]:
                 raise SystemExit(f"baseline disagrees with Records on {kind} {w}: {n} rows")
-        for (_, n), want in zip(cold, rows, strict=True):
+        for (_, n, _), want in zip(cold, rows, strict=True):
             if n != want:
                 raise SystemExit(f"cold query disagrees on {kind}: {n} != {want}")
         unit = "rows" if kind == "numerics" else "samples"
@@ -436,6 +440,11 @@ def measure(root: Path, args: argparse.Namespace, info: dict) -> None:
         )
         print(f"  cold-ish, new store object per query     {summary([c[0] for c in cold])}")
         print(f"  warm (same store, 3 repeats each)        {summary(warm)}")
+        cold_cpu = np.median([c[2] for c in cold])
+        print(
+            f"  CPU time per query (all threads): cold-ish p50 {cold_cpu:.1f} ms, warm p50"
+            f" {np.median(warm_cpu):.1f} ms (less sensitive to the machine's load than wall time)"
+        )
         print(f"  first query of this process's store      {first_ms:7.1f} ms ({first_n:,} {unit})")
         print(f"  baseline: read the day/bucket files + filter   {summary([b[0] for b in base])}")
         print(f"  baseline: generic hive pyarrow.dataset          {summary([g[0] for g in generic])}")

@@ -85,3 +85,40 @@ def test_lex_sorted_agrees_with_sorting(rows):
         return
     keys = [np.array(c) for c in zip(*rows, strict=True)]
     assert _lex_sorted(keys) == (rows == sorted(rows))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    fs=st.sampled_from([250, 500, 100, 1000, 1]),
+    n=st.lists(st.integers(0, 30), min_size=1, max_size=10),
+    gaps=st.lists(st.sampled_from([0, 0, 0, 1, -1, 3, 999_999]), min_size=10, max_size=10),
+    edges=st.tuples(
+        st.integers(0, 320), st.integers(-1, 1), st.integers(0, 320), st.integers(-1, 1)
+    ),
+    cuts=st.lists(st.integers(1, 10), max_size=4),
+    seed=st.integers(0, 1000),
+)
+def test_windows_ending_at_or_next_to_a_sample(fs, n, gaps, edges, cuts, seed):
+    """Frames mostly back to back (the one-run fast path), windows whose ends fall on a
+    sample's time or 1 µs either side, tables in several chunks: same as the formula."""
+    step = 1_000_000 // fs
+    ts = [10**15]
+    for k in range(1, len(n)):
+        ts.append(ts[-1] + n[k - 1] * step + gaps[k])
+    t = frames_table(ts, n, [fs] * len(n), [2.5] * len(n), [-1.0] * len(n), seed)
+    first = ts[0]
+    a, da, b, db = edges
+    t0, t1 = sorted((first + a * step + da, first + b * step + db))
+    if t0 == t1:
+        t1 += 1
+    pieces, at = [], 0
+    for c in cuts:  # the same rows in several chunks, as a read in batches returns them
+        pieces.append(t.slice(at, c))
+        at += c
+    chunked = pa.concat_tables([*pieces, t.slice(at)])
+    want_ts, want_v = reference(t, t0, t1)
+    for table in (t, chunked):
+        got_ts, got_v = samples_of(table, t0, t1)
+        np.testing.assert_array_equal(got_ts, want_ts)
+        np.testing.assert_array_equal(got_v, want_v)
+        assert got_ts.dtype == np.int64 and got_v.dtype == np.float32
