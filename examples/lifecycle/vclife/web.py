@@ -33,11 +33,13 @@ from vitalcore.fleet.export import (
     to_xlsx,
     usage_record,
 )
+from vitalcore.server.auth import LoginLimiter
 
 __all__ = ["create_app", "STORE", "TRACKER"]
 
 STORE = web.AppKey("store", ClinicalStore)
 TRACKER = web.AppKey("tracker", FleetTracker)
+LIMITER = web.AppKey("limiter", LoginLimiter)
 _HERE = Path(__file__).parent
 _REALM = 'Basic realm="vitalcore lifecycle"'
 
@@ -70,7 +72,14 @@ async def _auth(request: web.Request, handler):
         auth = BasicAuth.decode(request.headers.get("Authorization", ""))
     except ValueError:
         auth = None
-    if auth is None or not await _call(store.verify_login, auth.login, auth.password):
+    ok = False
+    if auth is not None:
+        async with request.app[LIMITER].attempt(request.remote or "?") as attempt:
+            if not attempt.admitted:
+                raise web.HTTPTooManyRequests(headers={"Retry-After": "60"},
+                                              text="too many failed logins: wait a minute")
+            ok = bool(await attempt.check(_call(store.verify_login, auth.login, auth.password)))
+    if not ok:
         raise web.HTTPUnauthorized(headers={"WWW-Authenticate": _REALM},
                                    text="log in with a vitalcore user")
     request["user"] = auth.login
@@ -197,11 +206,14 @@ async def api_events(request: web.Request) -> web.Response:
         "hours": e.hours, "detail": e.detail} for e in events])
 
 
-def create_app(store: ClinicalStore, tracker: FleetTracker) -> web.Application:
-    """The web application over an open clinical store and its fleet tracker."""
+def create_app(store: ClinicalStore, tracker: FleetTracker,
+               limiter: LoginLimiter | None = None) -> web.Application:
+    """The web application over an open clinical store and its fleet tracker; failed
+    logins are limited per address by ``limiter`` (default: burst 10, 1 per 2 s)."""
     app = web.Application(middlewares=[_auth])
     app[STORE] = store
     app[TRACKER] = tracker
+    app[LIMITER] = limiter or LoginLimiter(burst=10, rate_per_s=0.5)
     app["env"] = _env()
     for path, handler in (("/", index), ("/assets/{kind}/{serial}", asset),
                           ("/terminals/{device}", terminal), ("/usage", usage),

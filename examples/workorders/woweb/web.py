@@ -28,6 +28,7 @@ from aiohttp import web
 
 from vitalcore.clinical import ClinicalStore, DeviceState
 from vitalcore.errors import AccessDenied, UsageError
+from vitalcore.server.auth import LoginLimiter
 from vitalcore.service import (
     ClockState,
     Milestone,
@@ -72,6 +73,7 @@ STORE: web.AppKey[ClinicalStore] = web.AppKey("store", ClinicalStore)
 DESK: web.AppKey[ServiceDesk] = web.AppKey("desk", ServiceDesk)
 ENV: web.AppKey[jinja2.Environment] = web.AppKey("env", jinja2.Environment)
 LOGINS: web.AppKey[dict] = web.AppKey("logins", dict)
+LIMITER: web.AppKey[LoginLimiter] = web.AppKey("limiter", LoginLimiter)
 
 
 def _fmt_remaining(s: int) -> str:
@@ -126,8 +128,7 @@ async def _auth(request: web.Request, handler):
         if logins.get(key, 0) > time.monotonic():
             user = name
         elif name and pw:
-            store = request.app[STORE]
-            ok = await asyncio.get_running_loop().run_in_executor(None, store.verify_login, name, pw)
+            ok = await _check_login(request, name, pw)
             if ok:
                 logins[key] = time.monotonic() + _LOGIN_CACHE_S
                 user = name
@@ -142,6 +143,17 @@ async def _auth(request: web.Request, handler):
         return _error(request, 403, str(exc), api)
     except UsageError as exc:
         return _error(request, 400, str(exc), api)
+
+
+async def _check_login(request: web.Request, name: str, pw: str) -> bool:
+    """The password check, under the failed-login limit of the client's address (429)."""
+    store, loop = request.app[STORE], asyncio.get_running_loop()
+    async with request.app[LIMITER].attempt(request.remote or "?") as attempt:
+        if not attempt.admitted:
+            raise web.HTTPTooManyRequests(headers={"Retry-After": "60"},
+                                          text="too many failed logins: wait a minute")
+        return bool(await attempt.check(
+            loop.run_in_executor(None, store.verify_login, name, pw)))
 
 
 def _error(request: web.Request, status: int, message: str, api: bool) -> web.Response:
@@ -324,8 +336,10 @@ async def api_step(request: web.Request) -> web.Response:
     return web.json_response(_order_json(desk, order))
 
 
-def make_app(store: ClinicalStore, desk: ServiceDesk) -> web.Application:
-    """The web application over ``store`` and ``desk`` (share one database)."""
+def make_app(store: ClinicalStore, desk: ServiceDesk,
+             limiter: LoginLimiter | None = None) -> web.Application:
+    """The web application over ``store`` and ``desk`` (share one database); failed
+    logins are limited per address by ``limiter`` (default: burst 10, 1 per 2 s)."""
     app = web.Application(middlewares=[_auth], client_max_size=_MAX_BODY)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]),
@@ -333,6 +347,7 @@ def make_app(store: ClinicalStore, desk: ServiceDesk) -> web.Application:
                              lstrip_blocks=True)
     env.globals.update(Milestone=Milestone)
     app[STORE], app[DESK], app[ENV], app[LOGINS] = store, desk, env, {}
+    app[LIMITER] = limiter or LoginLimiter(burst=10, rate_per_s=0.5)
     app.router.add_get("/", order_list)
     app.router.add_get("/orders/new", new_form)
     app.router.add_post("/orders/new", new_submit)

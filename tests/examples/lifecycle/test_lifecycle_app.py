@@ -18,11 +18,12 @@ BIOMED = BasicAuth("biomed", "biomed-pw")
 NURSE = BasicAuth("nurse", "nurse-pw")
 
 
-def fetch(demo, *requests):
+def fetch(demo, *requests, limiter=None):
     """``[(status, headers, body bytes)]`` of GET requests ``(path, auth)`` on the app."""
 
     async def main():
-        async with TestClient(TestServer(create_app(demo.store, demo.tracker))) as client:
+        app = create_app(demo.store, demo.tracker, limiter)
+        async with TestClient(TestServer(app)) as client:
             out = []
             for path, auth in requests:
                 r = await client.get(path, auth=auth)
@@ -46,6 +47,19 @@ def test_login_and_scope_are_enforced_and_audited(demo):
     assert b"view_device_archive" in body
     assert ("lifecycle_index", "denied") in audit_actions(demo, "nurse")
     assert ("fleet_drill_down", "denied") in audit_actions(demo, "nurse")
+
+
+def test_failed_logins_are_limited_per_address(demo):
+    from vitalcore.server.auth import LoginLimiter
+
+    guesses = [("/", BasicAuth("biomed", f"guess-{i}")) for i in range(5)]
+    got = fetch(demo, ("/", BIOMED), *guesses, ("/", BIOMED),
+                limiter=LoginLimiter(burst=3, rate_per_s=0.001))
+    codes = [status for status, _, _ in got]
+    # a right login takes nothing; 3 wrong ones empty the bucket; then even the right
+    # password is refused unchecked from that address until it refills
+    assert codes == [200, 401, 401, 401, 429, 429, 429]
+    assert got[4][1]["Retry-After"] == "60"
 
 
 def test_due_page_lists_what_the_telemetry_made_due(demo):

@@ -52,6 +52,35 @@ def test_json_api_creates_and_advances_an_order(served):
     assert code == 401
 
 
+def test_failed_logins_are_limited_per_address(served):
+    """Guesses empty the address's bucket (429 then, unchecked); a login verified
+    before (in the app's login cache) still gets in."""
+    from aiohttp import web
+    from woweb.web import make_app
+
+    from vitalcore.server.auth import LoginLimiter
+
+    async def start():
+        runner = web.AppRunner(make_app(served.store, served.desk,
+                                        LoginLimiter(burst=2, rate_per_s=0.001)))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        return runner, site._server.sockets[0].getsockname()[1]
+
+    runner, port = served.loop.run(start())
+    try:
+        other = type(served)(served.loop, served.store, served.desk,
+                             f"http://127.0.0.1:{port}", runner)
+        assert _call(other, "GET", "/api/orders")[0] == 200  # nurse.li: verified, cached
+        codes = [_call(other, "GET", "/api/orders", user="mallory")[0] for _ in range(4)]
+        assert codes == [401, 401, 429, 429]
+        assert _call(other, "GET", "/api/orders", user="biomed.wu")[0] == 429  # not cached
+        assert _call(other, "GET", "/api/orders")[0] == 200
+    finally:
+        served.loop.run(runner.cleanup())
+
+
 def test_closing_without_verification_is_refused_on_the_page(served):
     orders = json.loads(_call(served, "GET", "/api/orders?status=fixed")[2])
     oid = orders[0]["order_id"]
