@@ -407,6 +407,51 @@ def test_load_generator_traffic_is_stored_whole(run, tmp_path):
     run(main())
 
 
+def test_load_devices_keep_sending_until_the_start_so_their_clocks_stay_on_time(run, tmp_path):
+    """Generator processes wait for each other between warm-up and start: their devices
+    go on sending meanwhile, so device time stays on the wall clock (a 2 s pause made
+    every device's clock 2 s slow) and the stream has no gap."""
+    import numpy as np
+
+    from vitalcore.sim.load import run_load
+    from vitalcore.sim.ward import provision_ward
+
+    async def main():
+        acc = accounts()
+        creds = provision_ward(4, acc)
+        store = make_store(tmp_path / "s")
+        ready_at: list[float] = []
+
+        def start_at():  # "the other process" is ready 2 s after this one
+            if not ready_at:
+                ready_at.append(time.time())
+            return ready_at[0] + 2.0 if time.time() >= ready_at[0] + 2.0 else None
+
+        started: list[int] = []
+
+        def on_phase(phase: str) -> None:
+            if phase == "start":
+                started.append(time.time_ns() // 1000)
+
+        async with serving(tmp_path, store=store, accounts=acc) as srv:
+            rep = await run_load(4, "127.0.0.1", srv.port, creds, 1.0, qos=1, warmup_s=0.3,
+                                 start_at=start_at, on_phase=on_phase)
+            end_us = time.time_ns() // 1000
+            await srv.broker.batcher.drain()
+        assert rep.messages_acked == rep.messages_sent >= 4 * 4
+        assert rep.latencies_ms.size == rep.messages_acked  # warm-up messages not timed
+        assert rep.warmup_messages >= 4 * 4 * 2  # warm-up and the 2 s wait: sent, acked
+        newest = max(int(np.max(store.read_waveforms(d, 0, end_us + 10**6)["ts_us"]
+                                .to_numpy())) for d in creds)
+        # the last tick of the 1 s run began ~0.75 s after the start (device time); the
+        # old pause would put it ~1.25 s before the start
+        assert abs(newest - (started[0] + 750_000)) < 400_000
+        assert store.stats()["gaps"] == 0 and store.stats()["duplicates"] == 0
+        store.close()
+
+    run(main())
+
+
 def test_uplink_routed_once_a_subscriber_appears_and_not_after_it_left(run, tmp_path):
     """The per-connection 'anyone subscribed to my uplink?' answer follows SUBSCRIBE and
     UNSUBSCRIBE made while the device keeps publishing."""

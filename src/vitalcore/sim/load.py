@@ -229,7 +229,7 @@ class _Device(asyncio.Protocol):
             sent = self.sent
             for i in range(0, len(data), 4):
                 t0 = sent.pop(data[i + 2] << 8 | data[i + 3], None)
-                if t0 is not None:
+                if t0:  # 0.0: a warm-up message acknowledged in the measured run
                     self.acked += 1
                     self.latencies.append(now - t0)
             return
@@ -237,7 +237,7 @@ class _Device(asyncio.Protocol):
             t = type(p)
             if t is PubAck:
                 t0 = self.sent.pop(p.packet_id, None)
-                if t0 is not None:
+                if t0:
                     self.acked += 1
                     self.latencies.append(now - t0)
             elif t is PingResp:
@@ -353,6 +353,7 @@ class _Fleet:
         self.window = window
         self.t0_us = t0_us
         self.period_s = batch_ticks * TICK_US / 1e6  #: one message per device per period
+        self.epoch = 0.0  #: device time t0_us on the sender's loop clock (run_load sets it)
         self.slots = [list(devices[i::SLOTS]) for i in range(SLOTS)]
         self.kinds = [[_Kind(g, *t, batch_ticks, qos) for t in templates] if g else None
                       for g in self.slots]
@@ -409,11 +410,15 @@ async def run_load(n: int, host: str, port: int, credentials: Mapping[int, str],
     retried after a pause.
 
     ``warmup_s`` > 0 sends for that long first, unmeasured, on the same connections
-    (the server allocates its per-stream state when it first sees a stream), waits for
-    the acknowledgements and then starts the measured run where the warm-up's device
-    time ended. ``start_at`` (a ``time.time()`` value, or a callable returning one,
-    called after the warm-up) delays the measured run until then, so that several
-    generator processes start together. ``on_phase`` (optional) is called with
+    (the server allocates its per-stream state when it first sees a stream), and the
+    devices go on sending, unmeasured, until the measured run starts: they never pause,
+    so their clocks stay on the wall clock (a pause of a few seconds made every device's
+    clock look that much slow to the server's clock-drift rule, and raised a drift alarm
+    for every device). Warm-up messages still in flight at the start are acknowledged
+    but neither counted nor timed. ``start_at`` (a ``time.time()`` value, or a callable
+    returning one or None for "not yet", polled after the warm-up) delays the measured
+    run until then, so that several generator processes start together; without a
+    warm-up the devices' clocks start with the measured run. ``on_phase`` (optional) is called with
     ``"connected"`` once every device is connected, ``"ready"`` after the warm-up,
     ``"start"`` just before the first measured tick, and ``"end"`` once the
     acknowledgements drained (benchmarks sample the server's CPU there).
@@ -463,24 +468,42 @@ async def run_load(n: int, host: str, port: int, credentials: Mapping[int, str],
     t0_us = time.time_ns() // 1000
     t0_us -= t0_us % TICK_US
     fleet = _Fleet(devices, qos, window, t0_us, batch_ticks)
+    fleet.epoch = loop.time() - (time.time_ns() // 1000 - t0_us) / 1e6
     if on_phase is not None:
         on_phase("connected")
     step = 0
-    if warmup_s > 0:  # same devices, same streams: the server meets them before the run
+    warm = warmup_s > 0
+    if warm:  # same devices, same streams: the server meets them before the run
         step = await _send_for(fleet, loop, step, warmup_s)
-        deadline = loop.time() + 5
-        while any(d.sent for d in devices) and loop.time() < deadline:
-            await asyncio.sleep(0.05)
-        rep.warmup_messages = sum(d.acked for d in devices) if qos else fleet.sent
-        for d in devices:
-            d.latencies.clear()
-            d.acked = 0
-        fleet.sent = fleet.frames = fleet.bytes = fleet.skipped = 0
     if on_phase is not None:
         on_phase("ready")
     if start_at is not None:
         at = start_at() if callable(start_at) else start_at
-        await asyncio.sleep(max(0.0, at - time.time()))
+        while at is None:  # the other generator processes are not ready yet
+            if warm:
+                step = await _send_for(fleet, loop, step, 0.05)
+            else:
+                await asyncio.sleep(0.05)
+            at = start_at()
+        if warm:
+            step = await _send_for(fleet, loop, step, at - time.time())
+        else:
+            await asyncio.sleep(max(0.0, at - time.time()))
+    if warm:  # warm-up messages in flight: acknowledged later, not counted, not timed
+        in_flight = 0
+        for d in devices:
+            d.sent = dict.fromkeys(d.sent, 0.0)
+            in_flight += len(d.sent)
+            d.latencies.clear()
+        rep.warmup_messages = (sum(d.acked for d in devices) + in_flight) if qos \
+            else fleet.sent
+        for d in devices:
+            d.acked = 0
+        fleet.sent = fleet.frames = fleet.bytes = fleet.skipped = 0
+    else:  # no tick sent yet: the devices' clocks start now
+        now_us = time.time_ns() // 1000
+        fleet.t0_us = now_us - now_us % TICK_US
+        fleet.epoch = loop.time() - (now_us % TICK_US) / 1e6
     if on_phase is not None:
         on_phase("start")
     r0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -533,15 +556,20 @@ async def run_load(n: int, host: str, port: int, credentials: Mapping[int, str],
 
 async def _send_for(fleet: _Fleet, loop: asyncio.AbstractEventLoop, step: int,
                     seconds: float) -> int:
-    """Send slot after slot (``SLOTS`` per period) for ``seconds``; return the next step."""
-    start = loop.time()
-    first = step
+    """Send the slots (``SLOTS`` per period) due in the next ``seconds``, each at its
+    time; return the next step.
+
+    Step ``k`` is due at ``fleet.epoch + k * slot`` (loop time; ``epoch`` is the device
+    time ``t0_us`` on the loop's clock). A slot that is late (the generator was starved
+    of CPU) is sent as soon as it can be: device time (the messages' timestamps) stays
+    on the wall clock, as a real device's does, instead of falling behind at every stall.
+    """
     slot_s = fleet.period_s / SLOTS
-    while loop.time() - start < seconds:
+    until = loop.time() + seconds
+    while fleet.epoch + step * slot_s < until:
         fleet.send(step)
         step += 1
-        delay = start + (step - first) * slot_s - loop.time()
-        await asyncio.sleep(max(delay, 0))
+        await asyncio.sleep(max(fleet.epoch + step * slot_s - loop.time(), 0))
     return step
 
 
@@ -587,7 +615,7 @@ def _child(conn, n: int, host: str, port: int, credentials: dict[int, str],
 
     async def go() -> LoadReport:
         return await run_load(n, host, port, credentials, duration_s, on_phase=on_phase,
-                              start_at=conn.recv, **kw)
+                              start_at=lambda: conn.recv() if conn.poll() else None, **kw)
 
     try:
         import uvloop
