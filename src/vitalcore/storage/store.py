@@ -438,7 +438,7 @@ class Store:
                 return self._checkpoint_lsn
             first, last = pending[0][0], pending[-1][0]
             self.wal.wait_durable(last)  # never checkpoint past what the WAL holds
-            batch = DecodedBatch.concat([b for _, b in pending])
+            batch = DecodedBatch.concat([b for _, b in pending], raw=False)
             self.history.write(batch, first, last)
             self._write_checkpoint(last, state)
             self.history.checkpoint(last)
