@@ -134,3 +134,20 @@ def test_message_templates_refuse_a_batching_that_does_not_divide_a_second():
     for bad in (0, 3, 8):
         with pytest.raises(UsageError):
             message_templates(bad)
+
+
+def test_load_ecg_is_usable_for_the_servers_analysis():
+    """The load's ECG passes the quality check (no "no usable ECG" alarm for every device
+    of a load test) and beats at 60 bpm, across the second boundaries where it repeats."""
+    from vitalcore.dsp import detect_qrs
+    from vitalcore.dsp.quality import ecg_quality
+
+    batch = FrameDecoder().decode(b"".join(m for m, _ in tick_templates()))
+    w = batch["waveforms"]
+    rows = np.flatnonzero(w["frame_type"] == P.FrameType.ECG)
+    second = np.concatenate([batch.waveform_values(int(r)) for r in rows]) / 1000.0  # mV
+    assert second.size == 250
+    ecg = np.tile(second, 20)
+    assert not np.asarray(ecg_quality(ecg, 250).flags).any()
+    beats = np.asarray(detect_qrs(ecg, 250))
+    assert len(beats) >= 19 and (np.diff(beats) == 250).all()

@@ -57,6 +57,7 @@ import numpy as np
 
 from .. import codec
 from .. import protocol as P
+from ..dsp.simulate import simulate_ecg
 from ..errors import UsageError
 from ..mqtt import MQTT_5, ConnAck, Connect, MqttParser, PingResp, PubAck, encode, encode_publish
 from ..server.topics import device_name, up_topic
@@ -131,8 +132,12 @@ def tick_templates() -> list[tuple[bytes, list[int]]]:
 
     Returns ``(message, frame offsets)`` for ticks k = 0..3; tick 0 also holds numerics.
     """
-    t = np.arange(ECG_FS) / ECG_FS
-    ecg = (np.exp(-((t - 0.3) / 0.012) ** 2) * 480).astype(np.int16)  # 1.2 mV R waves
+    # one beat of simulated lead II at 60 bpm (P, QRS with a 1.2 mV R wave, T, 20 µV of
+    # noise), the same every second: usable ECG for the server's analysis (a bare
+    # Gaussian R wave on a flat line held its minimum for 50 ms, which the quality check
+    # rightly calls clipped: "no usable ECG" for every device of a load test)
+    ecg_mv, _ = simulate_ecg(1.0, ECG_FS, 60.0, seed=7, hrv=0.0, wander_mv=0.0)
+    ecg = np.round(ecg_mv * 1000.0 / 2.5).astype(np.int16)  # 2.5 µV per count
     tp = np.arange(PLETH_FS) / PLETH_FS
     ir = (20000 + 600 * np.sin(2 * np.pi * 1.2 * tp)).astype(np.int16)
     red = (14000 + 300 * np.sin(2 * np.pi * 1.2 * tp)).astype(np.int16)
