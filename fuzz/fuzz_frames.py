@@ -3,6 +3,8 @@
 
 Run: ``PYTHONPATH=src:fuzz python fuzz/fuzz_frames.py [libFuzzer options] [corpus dirs]``
 (or ``python fuzz/run.py frames``). The invariants are in ``fuzz/frame_invariants.py``.
+With ``--fast`` (or ``VC_FUZZ_FAST=1``) the Cython codec runs alone, without the twin,
+checked by the cheap invariants of ``fuzz/frame_fast.py`` (millions of executions).
 """
 
 from __future__ import annotations
@@ -24,5 +26,11 @@ def _load():
     return frame_invariants.check
 
 
+def _load_fast():
+    import frame_fast
+
+    return frame_fast.check
+
+
 if __name__ == "__main__":
-    main(_load, native=("framecodec",))
+    main(_load, native=("framecodec",), load_fast=_load_fast)

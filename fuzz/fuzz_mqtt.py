@@ -3,6 +3,8 @@
 
 Run: ``PYTHONPATH=src:fuzz python fuzz/fuzz_mqtt.py [libFuzzer options] [corpus dirs]``
 (or ``python fuzz/run.py mqtt``). The invariants are in ``fuzz/mqtt_invariants.py``.
+With ``--fast`` (or ``VC_FUZZ_FAST=1``) the Cython codec runs alone, without the twin,
+checked by the cheap invariants of ``fuzz/mqtt_fast.py`` (millions of executions).
 """
 
 from __future__ import annotations
@@ -24,5 +26,11 @@ def _load():
     return mqtt_invariants.check
 
 
+def _load_fast():
+    import mqtt_fast
+
+    return mqtt_fast.check
+
+
 if __name__ == "__main__":
-    main(_load, native=("mqttcodec",))
+    main(_load, native=("mqttcodec",), load_fast=_load_fast)

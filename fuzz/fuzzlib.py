@@ -38,9 +38,20 @@ def chunks(payload: bytes, seed: int) -> list[bytes]:
 
 
 INSTRUMENTED = ["vitalcore", "frame_invariants", "mqtt_invariants", "json_invariants"]
+#: Fast mode: only the fast checks' own branches (the code under test is C).
+INSTRUMENTED_FAST = ["frame_fast", "mqtt_fast"]
 
 
-def main(load: Callable[[], Callable[[bytes], None]], native: tuple[str, ...] = ()) -> None:
+def fast_mode() -> bool:
+    """``--fast`` on the command line (removed before libFuzzer sees it) or VC_FUZZ_FAST=1."""
+    if "--fast" in sys.argv:
+        sys.argv.remove("--fast")
+        os.environ["VC_FUZZ_FAST"] = "1"
+    return os.environ.get("VC_FUZZ_FAST") == "1"
+
+
+def main(load: Callable[[], Callable[[bytes], None]], native: tuple[str, ...] = (),
+         load_fast: Callable[[], Callable[[bytes], None]] | None = None) -> None:
     """Run a harness under atheris.
 
     ``load`` imports the code under test and returns the per-input check; it is called
@@ -49,12 +60,39 @@ def main(load: Callable[[], Callable[[bytes], None]], native: tuple[str, ...] = 
     environment, the Cython extensions named in ``native`` are imported from the
     gcc-instrumented build of ``fuzz/native/build.py`` so that their C code feeds
     coverage too; that import has to wait for the first input (atheris loads libFuzzer
-    only when fuzzing starts), so ``load`` runs then.
+    only when fuzzing starts), so ``load`` runs then. In fast mode (:func:`fast_mode`)
+    ``load_fast`` replaces ``load``: the Cython codec alone with cheap invariants, no
+    reference twin; in Python only the check module is coverage-instrumented, and with
+    native coverage nothing (``VC_FUZZ_PYCOV=1`` instruments it anyway, ``0`` never:
+    a blind run, to measure what instrumentation costs).
     """
     import atheris
 
+    include = INSTRUMENTED
+    if load_fast is not None and fast_mode():
+        load = load_fast
+        # with native coverage the C code guides; Python hooks on every compare of the
+        # checks would only slow it down (VC_FUZZ_PYCOV=1 keeps them, to compare)
+        native_on = native and os.environ.get("VC_FUZZ_NATIVE") == "1"
+        pycov = os.environ.get("VC_FUZZ_PYCOV", "0" if native_on else "1") == "1"
+        include = INSTRUMENTED_FAST if pycov else []
+
+    def instrumented(loader: Callable[[], Callable[[bytes], None]]) -> Callable[[bytes], None]:
+        if not include:  # atheris would read an empty list as "instrument everything"
+            return loader()
+        with atheris.instrument_imports(include=include):
+            return loader()
+
     if native and os.environ.get("VC_FUZZ_NATIVE") == "1":
         state: dict[str, Callable[[bytes], None]] = {}
+        # the first callback loads the code under test; import the heavy modules that do
+        # not touch the extensions now, or that first input can outlast -timeout on a
+        # loaded machine (it did: a 12 s "timeout" of the empty input at load average 8)
+        import numpy  # noqa: F401
+
+        import vitalcore.batch  # noqa: F401 - numba
+        import vitalcore.mqtt.packets  # noqa: F401 - msgspec
+        import vitalcore.protocol  # noqa: F401
 
         def first_then_check(data: bytes) -> None:
             check = state.get("check")
@@ -62,13 +100,11 @@ def main(load: Callable[[], Callable[[bytes], None]], native: tuple[str, ...] = 
                 from native.loader import use_instrumented
 
                 use_instrumented(*native)
-                with atheris.instrument_imports(include=INSTRUMENTED):
-                    check = state["check"] = load()
+                check = state["check"] = instrumented(load)
             check(data)
 
         atheris.Setup(sys.argv, first_then_check)
     else:
-        with atheris.instrument_imports(include=INSTRUMENTED):
-            check = load()
+        check = instrumented(load)
         atheris.Setup(sys.argv, check)
     atheris.Fuzz()

@@ -6,11 +6,15 @@ libFuzzer block coverage and compare feedback of the C code, vc_wire.h included.
 result goes to ``fuzz/work/native/`` (git-ignored) and is loaded instead of the normal
 build only by ``fuzz/native/loader.py``; the package's own extensions are untouched.
 
-Usage: ``python fuzz/native/build.py [framecodec] [mqttcodec]`` (default: both).
+Usage: ``python fuzz/native/build.py [--asan] [framecodec] [mqttcodec]`` (default: both;
+``--asan``: AddressSanitizer builds into ``fuzz/work/asan/`` instead, see
+``fuzz/native/asan_replay.py``).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -22,11 +26,21 @@ EXT = ROOT / "src" / "vitalcore" / "_ext"
 OUT = ROOT / "fuzz" / "work" / "native"
 
 
+def _cython() -> list[str]:
+    """This interpreter's Cython, else the one on PATH (the venv may lack it)."""
+    if importlib.util.find_spec("Cython") is not None:
+        return [sys.executable, "-m", "cython"]
+    exe = shutil.which("cython")
+    if exe is None:
+        raise SystemExit("Cython is needed to build the instrumented codecs")
+    return [exe]
+
+
 def build(name: str) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     c_file = OUT / f"{name}.c"
-    subprocess.run([sys.executable, "-m", "cython", "-3", str(EXT / f"{name}.pyx"), "-o",
-                    str(c_file)], check=True, cwd=ROOT)
+    subprocess.run([*_cython(), "-3", str(EXT / f"{name}.pyx"), "-o", str(c_file)], check=True,
+                   cwd=ROOT)
     so = OUT / f"{name}{sysconfig.get_config_var('EXT_SUFFIX')}"
     include = sysconfig.get_paths()["include"]
     shim = OUT / "covshim.o"
@@ -38,6 +52,28 @@ def build(name: str) -> Path:
     return so
 
 
+ASAN_OUT = ROOT / "fuzz" / "work" / "asan"
+
+
+def build_asan(name: str) -> Path:
+    """An AddressSanitizer build of ``name`` (no coverage) for ``fuzz/native/asan_replay.py``.
+
+    gcc's ASan runtime must be preloaded into the (uninstrumented) interpreter that
+    imports it: ``LD_PRELOAD=$(gcc -print-file-name=libasan.so)``.
+    """
+    ASAN_OUT.mkdir(parents=True, exist_ok=True)
+    c_file = ASAN_OUT / f"{name}.c"
+    subprocess.run([*_cython(), "-3", str(EXT / f"{name}.pyx"), "-o", str(c_file)], check=True,
+                   cwd=ROOT)
+    so = ASAN_OUT / f"{name}{sysconfig.get_config_var('EXT_SUFFIX')}"
+    include = sysconfig.get_paths()["include"]
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-g", "-fno-omit-frame-pointer",
+                    "-fno-strict-overflow", "-fsanitize=address", f"-I{include}", f"-I{EXT}",
+                    str(c_file), "-o", str(so)], check=True)
+    return so
+
+
 if __name__ == "__main__":
-    for n in sys.argv[1:] or ["framecodec", "mqttcodec"]:
-        print(build(n))
+    asan = "--asan" in sys.argv
+    for n in [a for a in sys.argv[1:] if a != "--asan"] or ["framecodec", "mqttcodec"]:
+        print(build_asan(n) if asan else build(n))

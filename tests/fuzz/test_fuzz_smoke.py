@@ -24,17 +24,23 @@ ROOT = Path(__file__).resolve().parents[2]
 FUZZ = ROOT / "fuzz"
 #: (executions, seconds) per target: about 25 s in total on the 2-core CI machine
 BUDGET = {"frames": (3000, 9), "mqtt": (20000, 6), "json": (15000, 6)}
+#: the fast mode (the Cython codec alone, fuzz/<target>_fast.py checks): a few seconds
+FAST_BUDGET = {"frames": (2000, 2), "mqtt": (5000, 2)}
 
 
-@pytest.mark.parametrize("target", sorted(BUDGET))
-def test_harness_runs_corpus_and_bounded_fuzzing_without_a_crash(target, tmp_path):
-    runs, seconds = BUDGET[target]
+@pytest.mark.parametrize("target, fast", [*((t, False) for t in sorted(BUDGET)),
+                                          *((t, True) for t in sorted(FAST_BUDGET))])
+def test_harness_runs_corpus_and_bounded_fuzzing_without_a_crash(target, fast, tmp_path):
+    runs, seconds = (FAST_BUDGET if fast else BUDGET)[target]
     corpus = FUZZ / "corpus" / target
     assert len(list(corpus.iterdir())) >= 5, "the checked-in seed corpus is missing"
     # the vitalcore this test imports (installed in CI, src/ with PYTHONPATH=src)
     pkg_root = str(Path(vitalcore.__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([pkg_root, str(FUZZ)]))
-    cmd = [sys.executable, str(FUZZ / f"fuzz_{target}.py"), str(tmp_path / "work"), str(corpus),
+    for switch in ("VC_FUZZ_NATIVE", "VC_FUZZ_FAST", "VC_FUZZ_PYCOV"):  # the mode is the test's
+        env.pop(switch, None)
+    cmd = [sys.executable, str(FUZZ / f"fuzz_{target}.py"), *(["--fast"] if fast else []),
+           str(tmp_path / "work"), str(corpus),
            f"-runs={runs}", f"-max_total_time={seconds}", "-seed=1", "-max_len=4096",
            "-timeout=10", f"-artifact_prefix={tmp_path}/", "-print_final_stats=1"]
     (tmp_path / "work").mkdir()
@@ -46,5 +52,6 @@ def test_harness_runs_corpus_and_bounded_fuzzing_without_a_crash(target, tmp_pat
     assert proc.returncode == 0 and not crashes, f"{crashes}\n{log[-4000:]}"
     inited = re.search(r"#\d+\s+INITED cov: (\d+)", log)
     executed = re.search(r"stat::number_of_executed_units:\s+(\d+)", log)
-    assert inited and int(inited.group(1)) > 50, log[-2000:]  # the corpus reached real code
+    # the corpus reached real code (fast mode: only the fast check module is instrumented)
+    assert inited and int(inited.group(1)) > (20 if fast else 50), log[-2000:]
     assert executed and int(executed.group(1)) > len(list(corpus.iterdir())), log[-2000:]
