@@ -36,13 +36,19 @@ def _cython() -> list[str]:
     return [exe]
 
 
-def build(name: str) -> Path:
-    OUT.mkdir(parents=True, exist_ok=True)
-    c_file = OUT / f"{name}.c"
+def _cythonize(name: str, out: Path) -> tuple[Path, Path, str]:
+    """Translate ``name``.pyx into ``out``; the C file, the module's path and the
+    Python include directory."""
+    out.mkdir(parents=True, exist_ok=True)
+    c_file = out / f"{name}.c"
     subprocess.run([*_cython(), "-3", str(EXT / f"{name}.pyx"), "-o", str(c_file)], check=True,
                    cwd=ROOT)
-    so = OUT / f"{name}{sysconfig.get_config_var('EXT_SUFFIX')}"
-    include = sysconfig.get_paths()["include"]
+    so = out / f"{name}{sysconfig.get_config_var('EXT_SUFFIX')}"
+    return c_file, so, sysconfig.get_paths()["include"]
+
+
+def build(name: str) -> Path:
+    c_file, so, include = _cythonize(name, OUT)
     shim = OUT / "covshim.o"
     subprocess.run(["gcc", "-c", "-O2", "-fPIC", str(HERE / "covshim.c"), "-o", str(shim)],
                    check=True)
@@ -61,12 +67,7 @@ def build_asan(name: str) -> Path:
     gcc's ASan runtime must be preloaded into the (uninstrumented) interpreter that
     imports it: ``LD_PRELOAD=$(gcc -print-file-name=libasan.so)``.
     """
-    ASAN_OUT.mkdir(parents=True, exist_ok=True)
-    c_file = ASAN_OUT / f"{name}.c"
-    subprocess.run([*_cython(), "-3", str(EXT / f"{name}.pyx"), "-o", str(c_file)], check=True,
-                   cwd=ROOT)
-    so = ASAN_OUT / f"{name}{sysconfig.get_config_var('EXT_SUFFIX')}"
-    include = sysconfig.get_paths()["include"]
+    c_file, so, include = _cythonize(name, ASAN_OUT)
     subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-g", "-fno-omit-frame-pointer",
                     "-fno-strict-overflow", "-fsanitize=address", f"-I{include}", f"-I{EXT}",
                     str(c_file), "-o", str(so)], check=True)
