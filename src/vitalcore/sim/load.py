@@ -358,11 +358,19 @@ class _Fleet:
         self.window = window
         self.t0_us = t0_us
         self.period_s = batch_ticks * TICK_US / 1e6  #: one message per device per period
-        self.epoch = 0.0  #: device time t0_us on the sender's loop clock (run_load sets it)
+        self.epoch = 0.0  #: device time t0_us on the sender's loop clock (start_clock)
         self.slots = [list(devices[i::SLOTS]) for i in range(SLOTS)]
         self.kinds = [[_Kind(g, *t, batch_ticks, qos) for t in templates] if g else None
                       for g in self.slots]
         self.sent = self.frames = self.bytes = self.skipped = 0
+
+    def start_clock(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Device time starts now: ``t0_us`` is the wall clock rounded down to a tick,
+        ``epoch`` the same instant on ``loop``'s clock (step ``k`` is due at ``epoch +
+        k`` slots)."""
+        now_us = time.time_ns() // 1000
+        self.t0_us = now_us - now_us % TICK_US
+        self.epoch = loop.time() - (now_us % TICK_US) / 1e6
 
     def send(self, step: int) -> None:
         """Send slot ``step % SLOTS``'s packets of message ``step // SLOTS``."""
@@ -470,10 +478,8 @@ async def run_load(n: int, host: str, port: int, credentials: Mapping[int, str],
     if not devices:
         return rep
     devices.sort(key=lambda d: d.device_id)
-    t0_us = time.time_ns() // 1000
-    t0_us -= t0_us % TICK_US
-    fleet = _Fleet(devices, qos, window, t0_us, batch_ticks)
-    fleet.epoch = loop.time() - (time.time_ns() // 1000 - t0_us) / 1e6
+    fleet = _Fleet(devices, qos, window, 0, batch_ticks)
+    fleet.start_clock(loop)
     if on_phase is not None:
         on_phase("connected")
     step = 0
@@ -495,20 +501,15 @@ async def run_load(n: int, host: str, port: int, credentials: Mapping[int, str],
         else:
             await asyncio.sleep(max(0.0, at - time.time()))
     if warm:  # warm-up messages in flight: acknowledged later, not counted, not timed
-        in_flight = 0
-        for d in devices:
-            d.sent = dict.fromkeys(d.sent, 0.0)
-            in_flight += len(d.sent)
-            d.latencies.clear()
-        rep.warmup_messages = (sum(d.acked for d in devices) + in_flight) if qos \
+        rep.warmup_messages = sum(d.acked + len(d.sent) for d in devices) if qos \
             else fleet.sent
         for d in devices:
+            d.sent = dict.fromkeys(d.sent, 0.0)
+            d.latencies.clear()
             d.acked = 0
         fleet.sent = fleet.frames = fleet.bytes = fleet.skipped = 0
     else:  # no tick sent yet: the devices' clocks start now
-        now_us = time.time_ns() // 1000
-        fleet.t0_us = now_us - now_us % TICK_US
-        fleet.epoch = loop.time() - (now_us % TICK_US) / 1e6
+        fleet.start_clock(loop)
     if on_phase is not None:
         on_phase("start")
     r0 = resource.getrusage(resource.RUSAGE_SELF)
