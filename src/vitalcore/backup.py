@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StorageError, UsageError, VitalcoreError
+from .storage.fsync import sync_fd, sync_path
 
 __all__ = ["FORMAT", "VERSION", "backup", "verify", "restore", "main"]
 
@@ -335,11 +336,7 @@ def backup(data_dir: str | os.PathLike[str], dest: str | os.PathLike[str], *,
 def _fsync_tree(root: Path) -> None:
     for dirpath, _, names in os.walk(root):
         for name in names:
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            sync_path(os.path.join(dirpath, name))
 
 
 def _pack(stage: Path, out: Path) -> None:
@@ -359,7 +356,7 @@ def _pack(stage: Path, out: Path) -> None:
                             if rel != MANIFEST:
                                 tar.add(p, rel)
             raw.flush()
-            os.fsync(raw.fileno())
+            sync_fd(raw.fileno())
         os.rename(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import StorageError, UsageError
+from ..storage.fsync import sync_fd
 from .model import AlarmEvent
 
 __all__ = ["AlarmLog", "SCHEMA"]
@@ -135,7 +136,7 @@ class AlarmLog:
         if self._writer is not None:
             self._writer.close()
             self._file.flush()
-            os.fsync(self._file.fileno())
+            sync_fd(self._file.fileno())
             self._file.close()
             self._writer = self._file = None
 
@@ -153,7 +154,7 @@ class AlarmLog:
                 self._writer.write_batch(batch)
                 self._file.flush()
                 if self.fsync:
-                    os.fsync(self._file.fileno())
+                    sync_fd(self._file.fileno())
                 if self._file.tell() >= self.segment_bytes:
                     self._close_segment()
             except OSError as exc:

@@ -40,6 +40,7 @@ from typing import Protocol, TypeVar
 
 from ..errors import UsageError
 from ..mqtt.topics import split_shared, topic_filter_error, topic_matches, topic_name_error
+from ..storage.fsync import sync_fd
 from .topics import PREFIX, cmd_topic, device_name, filter_covers, parse_device_name, uplink_kind
 
 __all__ = [
@@ -449,7 +450,7 @@ class Accounts:
         with os.fdopen(fd, "w") as f:
             json.dump(self.to_json(), f, indent=1)
             f.flush()
-            os.fsync(f.fileno())
+            sync_fd(f.fileno())
         os.replace(tmp, path)
 
 

@@ -56,6 +56,7 @@ import pyarrow as pa
 from ..batch import DecodedBatch, _gather
 from ..errors import StorageError, UsageError
 from ..protocol import MAX_SAMPLES, TS_MAX_US, TS_MIN_US, WAVEFORM_TYPES
+from .fsync import check_after_sync, sync_path
 
 if TYPE_CHECKING:
     import pyarrow.compute as pc
@@ -278,15 +279,6 @@ def _lsn_name(first: int, last: int) -> str:
     return f"{first:020d}-{last:020d}"
 
 
-def _fsync_path(path: Path) -> None:
-    """fsync a file or a directory."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 
 @functools.cache
 def _libc_syncfs():
@@ -475,7 +467,7 @@ def _makedirs(path: Path) -> list[Path]:
 def _makedirs_durable(path: Path) -> None:
     """Create ``path`` and missing parents, fsyncing each parent that got a new entry."""
     for parent in _makedirs(path):
-        _fsync_path(parent)
+        sync_path(parent)
 
 
 def _write_durable(path: Path, write, fsync: bool = True) -> None:
@@ -484,11 +476,7 @@ def _write_durable(path: Path, write, fsync: bool = True) -> None:
     try:
         write(tmp)
         if fsync:
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            sync_path(tmp)
         os.rename(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -831,13 +819,13 @@ class HistoryStore:
             try:
                 tmp.write_text(text, "ascii")
                 if self._durable:
-                    _fsync_path(tmp)
+                    sync_path(tmp)
                 try:
                     os.link(tmp, path)  # never replaces a layout another process just wrote
                 except FileExistsError:
                     pass
                 if self._durable:
-                    _fsync_path(self.root)
+                    sync_path(self.root)
             except OSError as exc:
                 raise StorageError(f"cannot write {path}: {exc}") from exc
             finally:
@@ -943,19 +931,20 @@ class HistoryStore:
         one thread overlap the encoding of the others."""
         _write_parquet(t, tmp, table, self.compression_level)
         if self.sync == "fsync":
-            _fsync_path(tmp)
+            sync_path(tmp)
 
     def _make_durable(self, paths: Sequence[Path]) -> None:
         """Flush files (or directories) to disk as the ``sync`` mode says."""
         if self.sync == "fsync":
             with ThreadPoolExecutor(min(self.io_threads, len(paths))) as pool:
-                list(pool.map(_fsync_path, paths))
+                list(pool.map(sync_path, paths))
         elif self.sync == "syncfs":
             fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 if _libc_syncfs()(fd) != 0:
                     err = ctypes.get_errno()
                     raise OSError(err, f"syncfs: {os.strerror(err)}")
+                check_after_sync(fd)
             finally:
                 os.close(fd)
 
@@ -966,7 +955,7 @@ class HistoryStore:
         try:
             _write_durable(journal, lambda tmp: tmp.write_text(text, "ascii"), self._durable)
             if self._durable:
-                _fsync_path(journal.parent)
+                sync_path(journal.parent)
         except OSError as exc:
             raise StorageError(f"cannot write journal {journal}: {exc}") from exc
 
@@ -1046,14 +1035,14 @@ class HistoryStore:
                     if entry.name.startswith(".") and entry.name.endswith(".tmp"):
                         os.unlink(entry.path)
                 if self._durable:
-                    _fsync_path(d)
+                    sync_path(d)
         for _, _, journal in self._journals():
             journal.unlink()
         for entry in os.scandir(self.root / "_journal"):  # entries a crash left half-written
             if entry.name.startswith(".") and entry.name.endswith(".tmp"):
                 os.unlink(entry.path)
         if self._durable:
-            _fsync_path(self.root / "_journal")
+            sync_path(self.root / "_journal")
         return sorted(p for _, _, p in found)
 
     def checkpoint(self, lsn: int) -> int:
@@ -1124,7 +1113,7 @@ class HistoryStore:
         try:
             _write_durable(path, lambda tmp: self._merge(sources, tmp, table), self._durable)
             if self._durable:
-                _fsync_path(d)
+                sync_path(d)
         except (OSError, pa.ArrowException) as exc:
             raise StorageError(f"compaction of {d} failed: {exc}") from exc
         return path
@@ -1150,7 +1139,7 @@ class HistoryStore:
         for n in names:
             (d / n).unlink(missing_ok=True)
         if names and self._durable:
-            _fsync_path(d)
+            sync_path(d)
 
     # -- reading ---------------------------------------------------------------------------
     @staticmethod

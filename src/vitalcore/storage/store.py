@@ -39,6 +39,7 @@ from ..buffers import StreamBuffers
 from ..codec import FrameDecoder
 from ..errors import BackPressureError, StorageError, UsageError
 from ..jsonframes import JsonFrameDecoder
+from .fsync import sync_fd, sync_path
 from .history import HistoryStore, history_table
 from .wal import WriteAheadLog, _describe
 
@@ -456,19 +457,15 @@ class Store:
         with open(tmp_streams, "wb") as f:
             np.savez(f, **state)
             f.flush()
-            os.fsync(f.fileno())
+            sync_fd(f.fileno())
         tmp = self.root / (CHECKPOINT + ".tmp")
         with open(tmp, "w") as f:
             json.dump({"lsn": lsn, "written_at": time.time()}, f)
             f.flush()
-            os.fsync(f.fileno())
+            sync_fd(f.fileno())
         os.replace(tmp_streams, self.root / STREAMS)
         os.replace(tmp, self.root / CHECKPOINT)
-        fd = os.open(self.root, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        sync_path(self.root)
 
     def _flush_loop(self, interval: float) -> None:
         while not self._stop.is_set():

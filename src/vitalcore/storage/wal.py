@@ -40,6 +40,7 @@ import zstandard
 from ..codec import crc32c as _crc32c
 from ..errors import BackPressureError, StorageError, UsageError
 from ..protocol import MAX_FRAME_SIZE
+from .fsync import sync_fd
 
 __all__ = [
     "WriteAheadLog",
@@ -569,7 +570,7 @@ class WriteAheadLog:
         try:
             for seg in victims:
                 os.unlink(seg.path)
-            os.fsync(self._dir_fd)
+            sync_fd(self._dir_fd)
         except OSError as exc:
             raise StorageError(
                 f"cannot delete write-ahead log segment {seg.path}: {_describe(exc)}"
@@ -917,7 +918,7 @@ class WriteAheadLog:
         if created:
             parent = os.open(self._dir.resolve().parent, os.O_RDONLY | os.O_DIRECTORY)
             try:
-                os.fsync(parent)
+                sync_fd(parent)
             finally:
                 os.close(parent)
         self._dir_fd = os.open(self._dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -1239,11 +1240,16 @@ def _set_futures(futures: list[asyncio.Future], failure: Callable[[], StorageErr
 def _create_segment(path: Path, dir_fd: int) -> int:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
-        os.fsync(dir_fd)
+        sync_fd(dir_fd)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def _sync_file(fd: int) -> None:
+    """Sync a segment's data (:func:`.fsync.sync_fd`: fails if the sync may have been lost)."""
+    sync_fd(fd, data_only=True)
 
 
 def _write_all(fd: int, header: bytes, body: bytes) -> None:
@@ -1256,15 +1262,6 @@ def _write_all(fd: int, header: bytes, body: bytes) -> None:
             if k <= 0:
                 raise OSError(errno.EIO, "write returned 0 bytes")
             rest = rest[k:]
-
-
-if hasattr(fcntl, "F_FULLFSYNC"):  # macOS: fsync does not flush the drive's cache
-
-    def _sync_file(fd: int) -> None:
-        fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
-
-else:
-    _sync_file = os.fdatasync  # type: ignore[assignment]
 
 
 #: Fault-injection test hook (docs/reliability.md, "Slow storage"): if the environment
