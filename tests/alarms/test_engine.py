@@ -135,6 +135,23 @@ def test_storage_failure_alarm(tmp_path):
         rig.close()
 
 
+def test_storage_failure_alarm_when_the_log_was_reopened_between_checks(tmp_path):
+    """A failed log is reopened within seconds and may fail again: a check that falls
+    between two failures sees a working log, and must still raise the alarm."""
+    rig = Rig(tmp_path)
+    try:
+        rig.clock.t += 10
+        assert rig.engine.wait_idle(10)
+        assert rig.raised("storage.failed", 0) == []  # a healthy store: no alarm
+        rig.store.counters["wal_reopens"] += 2  # failed and was reopened, twice
+        rig.clock.t += 10
+        assert rig.engine.wait_idle(10)
+        got = rig.raised("storage.failed", 0)
+        assert len(got) == 1 and "reopened 2 time(s)" in got[0].alarm.message
+    finally:
+        rig.close()
+
+
 def test_attach_twice_and_bad_config(tmp_path):
     rig = Rig(tmp_path)
     try:

@@ -285,6 +285,7 @@ class AlarmEngine:
         self._next_live = 0.0
         self._next_storage = 0.0
         self._flush_errors = 0
+        self._wal_reopens = 0
         self._dropped_seen = 0
         self.dropped_batches = 0
         self.latency_s: deque[float] = deque(maxlen=100_000)  # commit -> RAISED emitted
@@ -999,10 +1000,20 @@ class AlarmEngine:
         try:
             failed = store.wal.stats().get("failed")
             errors = int(store.counters.get("flush_errors", 0))
+            reopens = int(store.counters.get("wal_reopens", 0))
         except Exception:  # noqa: BLE001 - a store being closed
             return
-        self._system("storage.failed", AlarmPriority.HIGH,
-                     f"write-ahead log failed: {failed}" if failed else None)
+        # A log that failed is reopened within seconds and may fail again at its next
+        # write, so a check can fall between two failures: count the reopens too.
+        failures = reopens - self._wal_reopens
+        self._wal_reopens = reopens
+        if failed:
+            detail = f"write-ahead log failed: {failed}"
+        elif failures > 0:
+            detail = f"write-ahead log failed and was reopened {failures} time(s)"
+        else:
+            detail = None
+        self._system("storage.failed", AlarmPriority.HIGH, detail)
         new = errors - self._flush_errors
         self._flush_errors = errors
         self._system("storage.flush", AlarmPriority.MEDIUM,
