@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
-from alarm_helpers import START
+from alarm_helpers import START, Rig
 
 from vitalcore.alarms.technical import Liveness, TechnicalConfig, status_findings
 from vitalcore.errors import ConfigError
@@ -94,6 +96,29 @@ def test_device_clock_ahead_raises_clock_drift_after_its_onset(rig):
     rig.run([w, ok], 5)
     got = rig.raised("clock.drift")
     assert [e.alarm.device_id for e in got] == [37] and 59 < got[0].alarm.value < 61
+
+
+def test_an_engine_running_late_raises_no_clock_drift(tmp_path):
+    """Devices on time, but the engine analyses every batch 40 s after its commit (an
+    overloaded server): the device clocks are judged against the commit, not against
+    the engine's own late clock, so no clock.drift. It was raised for every device."""
+    lag = {"s": 0.0}
+    rig = Rig(tmp_path)
+    engine_thread = rig.engine._thread
+    real = rig.engine._clock
+    rig.engine._clock = lambda: real() + (lag["s"] if threading.current_thread()
+                                          is engine_thread else 0.0)
+    try:
+        w = ScenarioWearable(device_id=39, start_us=START, seed=3)
+        lag["s"] = 40.0
+        rig.run([w], 40)
+        assert not rig.raised("clock.drift")
+        ahead = ScenarioWearable(device_id=40, start_us=START + 80_000_000, seed=4)
+        rig.run([w, ahead], 35)  # a device really 40 s ahead of the commit is still seen
+        got = rig.raised("clock.drift")
+        assert [e.alarm.device_id for e in got] == [40] and 39 < got[0].alarm.value < 41
+    finally:
+        rig.close()
 
 
 def test_flush_errors_raise_storage_flush(rig):

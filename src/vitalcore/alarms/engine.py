@@ -337,7 +337,9 @@ class AlarmEngine:
         if self._queue.qsize() >= self.config.max_queue:
             self.dropped_batches += 1
             return
-        self._queue.put((time.perf_counter(), batch))
+        # the wall clock at commit is the reference of clock.drift: a backlog of the
+        # engine must not look like device clocks running late
+        self._queue.put((time.perf_counter(), self._now_us(), batch))
 
     def submit(self, batch: DecodedBatch) -> None:
         """Hand a committed batch to the engine yourself (what the commit listener does)."""
@@ -693,8 +695,8 @@ class AlarmEngine:
             else:
                 self.liveness.disconnected(dev, mono)
             return
-        t_commit, batch = item
-        self._batch(batch, t_commit)
+        t_commit, commit_us, batch = item
+        self._batch(batch, t_commit, commit_us)
 
     def _device(self, dev: int) -> _Device:
         d = self._devices.get(dev)
@@ -710,7 +712,7 @@ class AlarmEngine:
     def _pleth_of(self, d: _Device) -> list[tuple[int, np.ndarray, float, float, int]]:
         return self._pleth.frames_of(d.slot) if d.slot >= 0 else list(d.pleth)
 
-    def _batch(self, batch: DecodedBatch, t_commit: float) -> None:
+    def _batch(self, batch: DecodedBatch, t_commit: float, commit_us: int) -> None:
         self.counters["batches"] += 1
         self.counters["frames"] += batch.n_frames
         now_us = self._now_us()
@@ -729,7 +731,7 @@ class AlarmEngine:
                 self._device(dev)
             self.liveness.seen_many(dl, mono)
             # only devices off by more than the limit, or with a drift condition under way
-            look = np.abs(newest - now_us) > drift_s * 1e6
+            look = np.abs(newest - commit_us) > drift_s * 1e6
             if self._drift_watch:
                 look |= np.isin(devs, np.fromiter(self._drift_watch, np.uint64))
             devs, newest = devs[look], newest[look]
@@ -738,7 +740,7 @@ class AlarmEngine:
             d = self._device(dev)
             if mono >= d.drift_next:  # at most once a second per device
                 d.drift_next = mono + 1.0
-                off = (ts - now_us) / 1e6
+                off = (ts - commit_us) / 1e6
                 if abs(off) > drift_s:
                     f = Finding("clock.drift", AlarmPriority.LOW, _T,
                                 f"device clock off by {off:+.1f} s", now_us, off, drift_s)

@@ -13,9 +13,10 @@ code                priority  condition
                               report as leads off (:func:`vitalcore.dsp.ecg_quality`)
 ``ecg.noisy``       LOW       the newest 2 s of ECG are NOISY
 ``data.gap``        LOW       a hole of >= ``gap_alarm_s`` in the ECG in the last ``gap_hold_s``
-``clock.drift``     LOW       the device's newest time stamp is off the server clock by more
-                              than ``clock_drift_s`` (30 s onset delay: a store-and-forward
-                              backlog drains first)
+``clock.drift``     LOW       the device's newest time stamp in a committed batch is off the
+                              server clock at that commit by more than ``clock_drift_s``
+                              (30 s onset delay: a store-and-forward backlog drains first; a
+                              backlog of the engine itself does not count)
 ``device.offline``  ``offline_priority`` (MEDIUM)  see :class:`Liveness`
 ``storage.failed``  HIGH      (system) the write-ahead log failed: ingest stopped
 ``storage.flush``   MEDIUM    (system) Parquet flushes are failing
