@@ -25,6 +25,9 @@ engine
     ``batched`` the new default (one numba pass over all devices' ECG on the engine's ECG
     thread without the GIL, numerics/pleth/liveness as columns).
 
+``--switch-ms 1 2`` adds batched runs with the GIL switch interval set to 1 and 2 ms
+(named ``batched/1``...), to see how much of the tail is threads waiting for the GIL.
+
 Printed per run: commit() p50/p99 (ms, the ingest path), slots late (> 50 ms behind
 schedule), rate (% of the devices' real-time message rate actually fed: below 100 % the
 feeding loop itself could not keep up, so the load offered was lower), process CPU s per
@@ -40,6 +43,7 @@ import argparse
 import os
 import resource
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -223,7 +227,11 @@ def main() -> None:
     ap.add_argument("--devices", type=int, nargs="+", default=[1000, 10000])
     ap.add_argument("--seconds", type=float, default=12.0)
     ap.add_argument("--warmup", type=float, default=4.0, help="seconds before the first alarm")
+    ap.add_argument("--switch-ms", type=float, nargs="+", default=[],
+                    help="also run the engine runs at these GIL switch intervals "
+                         "(sys.setswitchinterval, ms; Python's default is 5)")
     args = ap.parse_args()
+    default_switch = sys.getswitchinterval()
     ticks = int(args.seconds * 4)
     rng = np.random.default_rng(5)
     warm_up()
@@ -235,9 +243,12 @@ def main() -> None:
           f"{'missed':>7} {'dropped':>7} {'drain s':>7}")
     for n in args.devices:
         messages, starts = build_traffic(n, ticks, int(args.warmup * 4), rng)
-        for name in ("baseline", "per-dev", "batched"):
+        runs = [("baseline", None), ("per-dev", None), ("batched", None)]
+        runs += [(f"batched/{ms:g}", ms) for ms in args.switch_ms]
+        for name, switch_ms in runs:
             with_engine = name != "baseline"
-            r = run(messages, starts, ticks, with_engine, name == "batched")
+            sys.setswitchinterval(default_switch if switch_ms is None else switch_ms / 1e3)
+            r = run(messages, starts, ticks, with_engine, name.startswith("batched"))
             line = (f"{n:>8,} {name:<9} "
                     f"{r['commit_p50_ms']:>10.2f} {r['commit_p99_ms']:>7.2f} "
                     f"{r['late_slots']:>4}/{r['slots']:<4} {r['rate_pct']:>4.0f}% "
