@@ -73,15 +73,21 @@ for _code, (_lo, _hi) in P.NUMERIC_RANGES.items():
     LO[_code], HI[_code] = _lo, _hi
 
 
-def check(data: bytes) -> None:
+def decode_plan(data: bytes) -> tuple[bytes, int, int, int, bool]:
+    """What the control prefix asks for: ``(payload, chunk seed, bound device or 0,
+    keep_rejects, take after every chunk)`` (the flags are in the module docstring)."""
     flags, seed, payload = control(data)
     if flags & 1:
         payload = repair_crcs(payload, codec.crc32c)
     device = 0
     if flags & 2:
         device = struct.unpack_from("<Q", payload, 8)[0] if len(payload) >= 16 else 0x1234
-    keep = KEEP_CHOICES[(flags >> 3) & 3]
-    take_each = flags & 0x24 == 0x24  # a quarter of the inputs: take() costs ~30 µs
+    # a quarter of the inputs take after every chunk: take() costs ~30 µs
+    return payload, seed, device, KEEP_CHOICES[(flags >> 3) & 3], flags & 0x24 == 0x24
+
+
+def check(data: bytes) -> None:
+    payload, seed, device, keep, take_each = decode_plan(data)
     dec = codec.FrameDecoder(keep_rejects=keep)
     counts = [0] * N_REASONS  # small arrays as lists: a numpy call costs microseconds
     seen = 0  # rejects counted so far

@@ -5,6 +5,8 @@ Run: ``PYTHONPATH=src:fuzz python fuzz/fuzz_mqtt.py [libFuzzer options] [corpus 
 (or ``python fuzz/run.py mqtt``). The invariants are in ``fuzz/mqtt_invariants.py``.
 With ``--fast`` (or ``VC_FUZZ_FAST=1``) the Cython codec runs alone, without the twin,
 checked by the cheap invariants of ``fuzz/mqtt_fast.py`` (millions of executions).
+With ``--crash`` (or ``VC_FUZZ_CRASH=1``) the Cython codec runs alone and only a crash or
+an exception the API does not document fails (``fuzz/mqtt_crash.py``): the cheapest mode.
 """
 
 from __future__ import annotations
@@ -32,5 +34,11 @@ def _load_fast():
     return mqtt_fast.check
 
 
+def _load_crash():
+    import mqtt_crash
+
+    return mqtt_crash.check
+
+
 if __name__ == "__main__":
-    main(_load, native=("mqttcodec",), load_fast=_load_fast)
+    main(_load, native=("mqttcodec",), modes={"fast": _load_fast, "crash": _load_crash})

@@ -38,20 +38,32 @@ def chunks(payload: bytes, seed: int) -> list[bytes]:
 
 
 INSTRUMENTED = ["vitalcore", "frame_invariants", "mqtt_invariants", "json_invariants"]
-#: Fast mode: only the fast checks' own branches (the code under test is C).
-INSTRUMENTED_FAST = ["frame_fast", "mqtt_fast"]
+#: Fast and crash modes: only the check modules' own branches (the code under test is C).
+INSTRUMENTED_ALONE = ["frame_fast", "mqtt_fast", "frame_crash", "mqtt_crash"]
+#: Harness modes besides the default twin mode: command-line switch -> environment variable.
+MODES = {"fast": "VC_FUZZ_FAST", "crash": "VC_FUZZ_CRASH"}
+
+Loader = Callable[[], Callable[[bytes], None]]
 
 
-def fast_mode() -> bool:
-    """``--fast`` on the command line (removed before libFuzzer sees it) or VC_FUZZ_FAST=1."""
-    if "--fast" in sys.argv:
-        sys.argv.remove("--fast")
-        os.environ["VC_FUZZ_FAST"] = "1"
-    return os.environ.get("VC_FUZZ_FAST") == "1"
+def harness_mode() -> str:
+    """``"twin"`` (default), ``"fast"`` or ``"crash"``.
+
+    ``--fast``/``--crash`` on the command line (removed before libFuzzer sees them) or
+    ``VC_FUZZ_FAST=1``/``VC_FUZZ_CRASH=1`` in the environment; both at once is an error.
+    """
+    for mode, var in MODES.items():
+        if f"--{mode}" in sys.argv:
+            sys.argv.remove(f"--{mode}")
+            os.environ[var] = "1"
+    on = [mode for mode, var in MODES.items() if os.environ.get(var) == "1"]
+    if len(on) > 1:
+        raise SystemExit(f"pick one harness mode, not {' and '.join(on)}")
+    return on[0] if on else "twin"
 
 
-def main(load: Callable[[], Callable[[bytes], None]], native: tuple[str, ...] = (),
-         load_fast: Callable[[], Callable[[bytes], None]] | None = None) -> None:
+def main(load: Loader, native: tuple[str, ...] = (), modes: dict[str, Loader] | None = None
+         ) -> None:
     """Run a harness under atheris.
 
     ``load`` imports the code under test and returns the per-input check; it is called
@@ -60,24 +72,29 @@ def main(load: Callable[[], Callable[[bytes], None]], native: tuple[str, ...] = 
     environment, the Cython extensions named in ``native`` are imported from the
     gcc-instrumented build of ``fuzz/native/build.py`` so that their C code feeds
     coverage too; that import has to wait for the first input (atheris loads libFuzzer
-    only when fuzzing starts), so ``load`` runs then. In fast mode (:func:`fast_mode`)
-    ``load_fast`` replaces ``load``: the Cython codec alone with cheap invariants, no
-    reference twin; in Python only the check module is coverage-instrumented, and with
-    native coverage nothing (``VC_FUZZ_PYCOV=1`` instruments it anyway, ``0`` never:
-    a blind run, to measure what instrumentation costs).
+    only when fuzzing starts), so ``load`` runs then. ``modes`` maps the other harness
+    modes of the target (:func:`harness_mode`: ``"fast"``, ``"crash"``) to their
+    loaders, which replace ``load``: the Cython codec alone with cheap invariants (fast)
+    or none but its documented exceptions (crash), no reference twin; in Python only the
+    check module is coverage-instrumented, and with native coverage nothing
+    (``VC_FUZZ_PYCOV=1`` instruments it anyway, ``0`` never: a blind run, to measure
+    what instrumentation costs).
     """
     import atheris
 
     include = INSTRUMENTED
-    if load_fast is not None and fast_mode():
-        load = load_fast
+    mode = harness_mode()
+    if mode != "twin":
+        if mode not in (modes or {}):
+            raise SystemExit(f"this target has no {mode} mode")
+        load = modes[mode]
         # with native coverage the C code guides; Python hooks on every compare of the
         # checks would only slow it down (VC_FUZZ_PYCOV=1 keeps them, to compare)
         native_on = native and os.environ.get("VC_FUZZ_NATIVE") == "1"
         pycov = os.environ.get("VC_FUZZ_PYCOV", "0" if native_on else "1") == "1"
-        include = INSTRUMENTED_FAST if pycov else []
+        include = INSTRUMENTED_ALONE if pycov else []
 
-    def instrumented(loader: Callable[[], Callable[[bytes], None]]) -> Callable[[bytes], None]:
+    def instrumented(loader: Loader) -> Callable[[bytes], None]:
         if not include:  # atheris would read an empty list as "instrument everything"
             return loader()
         with atheris.instrument_imports(include=include):

@@ -47,7 +47,8 @@ from vitalcore.mqtt import MqttProtocolError
 from vitalcore.mqtt import packets as P
 
 REASONS = frozenset({0x81, 0x82, 0x84, 0x8F, 0x90, 0x95})
-_CONNECT = {lvl: ext.encode(P.Connect(lvl, "fuzz", True, 30), lvl) for lvl in (4, 5)}
+#: a valid CONNECT per level, prepended for a server parser when flags bit 6 is set
+CONNECT = {lvl: ext.encode(P.Connect(lvl, "fuzz", True, 30), lvl) for lvl in (4, 5)}
 
 
 def check(data: bytes) -> None:
@@ -55,7 +56,7 @@ def check(data: bytes) -> None:
     role, level = SETUPS[flags & 7]
     max_size = MAX_SIZES[(flags >> 3) & 7]
     if flags & 0x40 and role == "server" and level is None:
-        payload = _CONNECT[5 if flags & 0x80 else 4] + payload
+        payload = CONNECT[5 if flags & 0x80 else 4] + payload
     first = _run(role, level, max_size, chunks(payload, seed))
     second = _run(role, level, max_size, chunks(payload, (seed + 101) % 256))
     assert first == second, ("two splits of the same bytes differ", first, second)

@@ -7,12 +7,16 @@ Examples (from the repository root)::
     python fuzz/run.py mqtt --runs 10000000           # stop after 10 M executions
     python fuzz/run.py frames --native --time 1800    # C code of the codec instrumented too
     python fuzz/run.py frames --fast --native --runs 10000000 --time 36000 --nice
+    python fuzz/run.py frames --crash --native --runs 8000000 --time 1500 --nice
     python fuzz/run.py --reseed                       # seeds + finds -> fuzz/corpus/
 
 ``--fast`` runs the Cython codec alone with cheap invariants (``fuzz/<target>_fast.py``
 checks, no pure-Python twin): tens of times more executions per second, for
-million-execution campaigns; its working corpus is ``fuzz/work/<target>-fast/``, seeded
-from the checked-in corpus and the twin mode's working corpus.
+million-execution campaigns. ``--crash`` runs it alone with no invariant but its
+documented exceptions and two counters (``fuzz/<target>_crash.py``): the standard
+libFuzzer harness, the cheapest per execution. Their working corpora are
+``fuzz/work/<target>-fast/`` and ``fuzz/work/<target>-crash/``, seeded from the
+checked-in corpus and the other modes' working corpora.
 
 Each campaign runs ``fuzz/fuzz_<target>.py`` under libFuzzer (atheris) with the
 checked-in corpus ``fuzz/corpus/<target>/`` read-only and a working corpus in
@@ -20,7 +24,8 @@ checked-in corpus ``fuzz/corpus/<target>/`` read-only and a working corpus in
 ``-max_total_time``. It prints executions,
 executions per second, coverage (libFuzzer's ``cov``/``ft``), corpus size and the crash
 files written to ``fuzz/artifacts/<target>/``. A crash means an invariant of
-``fuzz/<target>_invariants.py`` broke: turn the file into a test in
+``fuzz/<target>_invariants.py`` (or of the mode's check module) broke, an exception
+escaped or the process died: turn the file into a test in
 ``tests/fuzz/test_regressions.py``.
 """
 
@@ -46,15 +51,19 @@ NATIVE_EXT = {"frames": "framecodec", "mqtt": "mqttcodec", "json": "framecodec"}
 #: seconds one input may take: generous, the campaigns run at nice 19 on a shared machine
 #: (an input takes milliseconds; a real hang still shows)
 TIMEOUT = 60
-FAST = ("frames", "mqtt")  # targets with a fast mode (fuzz/frame_fast.py, fuzz/mqtt_fast.py)
+#: targets with a fast and a crash mode (fuzz/frame_{fast,crash}.py, fuzz/mqtt_{fast,crash}.py)
+ALONE = ("frames", "mqtt")
+MODES = ("twin", "fast", "crash")  # fuzz/fuzzlib.py: harness_mode
 
 
-def env(native: bool = False, fast: bool = False) -> dict[str, str]:
+def env(native: bool = False, mode: str = "twin") -> dict[str, str]:
     e = dict(os.environ)
+    for m in MODES[1:]:  # the mode is the caller's, whatever the environment says
+        e.pop(f"VC_FUZZ_{m.upper()}", None)
     if native:
         e["VC_FUZZ_NATIVE"] = "1"
-    if fast:
-        e["VC_FUZZ_FAST"] = "1"
+    if mode != "twin":
+        e[f"VC_FUZZ_{mode.upper()}"] = "1"
     e["PYTHONPATH"] = os.pathsep.join([str(HERE), e.get("PYTHONPATH", ""), str(ROOT / "src")])
     return e
 
@@ -77,15 +86,17 @@ def _native_stale(name: str) -> bool:
 
 
 def campaign(target: str, seconds: int, runs: int, nice: bool, native: bool,
-             jobs_log: Path | None, fast: bool = False) -> dict:
-    work = HERE / "work" / (f"{target}-fast" if fast else target)
+             jobs_log: Path | None, mode: str = "twin") -> dict:
+    work = HERE / "work" / (target if mode == "twin" else f"{target}-{mode}")
     artifacts = HERE / "artifacts" / target
     work.mkdir(parents=True, exist_ok=True)
     artifacts.mkdir(parents=True, exist_ok=True)
     before = set(artifacts.iterdir())
     seeds = [str(HERE / "corpus" / target)]
-    if fast and (HERE / "work" / target).is_dir():
-        seeds.append(str(HERE / "work" / target))  # what the twin mode found
+    if mode != "twin":  # what the other modes found
+        seeds += [str(d) for d in (HERE / "work" / target,
+                                   *(HERE / "work" / f"{target}-{m}" for m in MODES[1:]))
+                  if d.is_dir() and d != work]
     args = [
         str(work), *seeds,
         f"-max_total_time={seconds}", f"-max_len={MAX_LEN[target]}", "-print_final_stats=1",
@@ -100,7 +111,7 @@ def campaign(target: str, seconds: int, runs: int, nice: bool, native: bool,
     # the log streams to a file, so a long campaign can be watched (tail -f) while it runs
     log_path = jobs_log or work.parent / f"{work.name}.log"
     with open(log_path, "w") as out:
-        proc = subprocess.run(command(target, args, nice), env=env(native, fast), cwd=ROOT,
+        proc = subprocess.run(command(target, args, nice), env=env(native, mode), cwd=ROOT,
                               stdout=out, stderr=subprocess.STDOUT, timeout=seconds + 600)
     elapsed = time.monotonic() - t0
     log = log_path.read_text(errors="replace")
@@ -155,8 +166,12 @@ def main() -> int:
     ap.add_argument("--nice", action="store_true", help="run at nice 19 (shared machines)")
     ap.add_argument("--native", action="store_true",
                     help="instrumented C build of the codecs (fuzz/native/build.py)")
-    ap.add_argument("--fast", action="store_true",
-                    help="the Cython codec alone, cheap invariants, no twin (frames, mqtt)")
+    alone = ap.add_mutually_exclusive_group()
+    alone.add_argument("--fast", action="store_true",
+                       help="the Cython codec alone, cheap invariants, no twin (frames, mqtt)")
+    alone.add_argument("--crash", action="store_true",
+                       help="the Cython codec alone, only crashes and undocumented exceptions "
+                            "fail (frames, mqtt)")
     ap.add_argument("--log", type=Path, help="directory for the full libFuzzer logs")
     ap.add_argument("--reseed", action="store_true", help="rebuild fuzz/corpus and exit")
     a = ap.parse_args()
@@ -165,19 +180,20 @@ def main() -> int:
         return 0
     failed = False
     targets = TARGETS if a.target == "all" else (a.target,)
-    if a.fast:
+    mode = "fast" if a.fast else "crash" if a.crash else "twin"
+    if mode != "twin":
         if a.target == "json":
-            ap.error("--fast exists for frames and mqtt (json has no Cython decoder of its own)")
-        targets = tuple(t for t in targets if t in FAST)
+            ap.error(f"--{mode} exists for frames and mqtt (json has no Cython decoder of its own)")
+        targets = tuple(t for t in targets if t in ALONE)
     for target in targets:
         log = None
         if a.log:
             a.log.mkdir(parents=True, exist_ok=True)
             log = a.log / f"{target}-{time.strftime('%Y%m%dT%H%M%S')}.log"
-        r = campaign(target, a.time, a.runs, a.nice, a.native, log, a.fast)
-        mode = ("fast, " if a.fast else "") + ("native, " if a.native else "")
+        r = campaign(target, a.time, a.runs, a.nice, a.native, log, mode)
+        how = f"{mode}, " + ("native, " if a.native else "")
         print(f"{r['target']}: {r['executions']:,} executions in {r['seconds']} s "
-              f"({r['exec_per_s']:,}/s), {mode}"
+              f"({r['exec_per_s']:,}/s), {how}"
               f"cov {r['cov'] or 'n/a'} ft {r['ft']}, corpus {r['corpus']}, "
               f"crashes: {len(r['crashes'])} {r['crashes'] or ''}; log {r['log']}; "
               f"load {os.getloadavg()[0]:.2f}", flush=True)

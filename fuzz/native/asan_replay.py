@@ -4,13 +4,13 @@ The fuzz campaigns run the codecs without a memory checker (no clang on the CI m
 for ``-fsanitize=address,fuzzer``), so an out-of-bounds read that changes no result
 goes unseen there. This replays every input the campaigns kept (the checked-in corpus
 and the working corpora, which hold one input per coverage feature found) through gcc
-ASan builds of ``framecodec`` and ``mqttcodec``, with both the fast checks and the
-twin (differential) checks. An ASan report aborts the run with its stack.
+ASan builds of ``framecodec`` and ``mqttcodec``, with the crash, the fast and the twin
+(differential) checks. An ASan report aborts the run with its stack.
 
 Usage, from the repository root::
 
     python fuzz/native/build.py --asan              # fuzz/work/asan/*.so, once
-    python fuzz/native/asan_replay.py [frames] [mqtt] [--fast-only]
+    python fuzz/native/asan_replay.py [frames] [mqtt] [--fast-only]   # --fast-only: no twin
 
 The script re-executes itself with ``LD_PRELOAD`` of gcc's ``libasan.so`` (an
 uninstrumented interpreter must load the ASan runtime first) and
@@ -30,7 +30,9 @@ FUZZ = HERE.parent
 ROOT = FUZZ.parent
 ASAN = FUZZ / "work" / "asan"
 EXT = {"frames": "framecodec", "mqtt": "mqttcodec"}
-CHECKS = {"frames": ("frame_fast", "frame_invariants"), "mqtt": ("mqtt_fast", "mqtt_invariants")}
+#: per target: the crash and fast checks (the codec alone), then the twin check
+CHECKS = {"frames": ("frame_crash", "frame_fast", "frame_invariants"),
+          "mqtt": ("mqtt_crash", "mqtt_fast", "mqtt_invariants")}
 
 
 def _reexec() -> None:
@@ -59,9 +61,9 @@ def main() -> int:
     for t in targets:
         mod = importlib.import_module(f"vitalcore._ext.{EXT[t]}")
         assert Path(mod.__file__).parent == ASAN, mod.__file__  # the ASan build, not src/
-        checks = [importlib.import_module(m).check for m in CHECKS[t][: 1 if fast_only else 2]]
+        checks = [importlib.import_module(m).check for m in CHECKS[t][: 2 if fast_only else 3]]
         dirs = [FUZZ / "corpus" / t, FUZZ / "work" / t, FUZZ / "work" / f"{t}-fast",
-                ROOT / "tests" / "fuzz" / "regressions" / t]
+                FUZZ / "work" / f"{t}-crash", ROOT / "tests" / "fuzz" / "regressions" / t]
         files = [f for d in dirs if d.is_dir() for f in sorted(d.iterdir()) if f.is_file()]
         t0 = time.monotonic()
         done = 0
