@@ -6,6 +6,9 @@ import asyncio
 import gc
 import json
 import os
+import subprocess
+import sys
+import textwrap
 import time
 
 import gmqtt
@@ -27,7 +30,13 @@ from helpers import (
 from vitalcore.errors import BackPressureError
 from vitalcore.mqtt import Properties, PubAck, PubComp, Publish, PubRec, PubRel
 from vitalcore.server import up_json_topic, up_topic
-from vitalcore.server.ingest import GC_ENV, GC_THRESHOLDS, CommitBatcher, GcStats, tune_gc
+from vitalcore.server.ingest import (
+    GC_ENV,
+    GC_THRESHOLDS,
+    CommitBatcher,
+    GcStats,
+    tune_gc,
+)
 
 
 class RecordingSink:
@@ -492,6 +501,24 @@ def test_tune_gc_is_idempotent_and_times_every_collection():
     gc.collect()
     assert stats.collections[2] == before + 1
     assert stats.as_dict()["gc2_collections"] == before + 1
+
+
+def test_fd_limit_is_raised_in_a_child_and_never_lowered():
+    """In a child process (the limit is process-wide): a soft limit below the hard one
+    goes up; asking for less than the current soft limit changes nothing."""
+    code = textwrap.dedent("""
+        import resource
+        from vitalcore.server.ingest import raise_fd_limit
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        got = raise_fd_limit(4096)
+        assert got == resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= min(4096, hard), got
+        assert raise_fd_limit(100) == got == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
 def test_gc_stats_count_long_pauses_per_generation():

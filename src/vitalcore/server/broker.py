@@ -23,6 +23,7 @@ from ..mqtt import SubscriptionTree
 from ..mqtt.topics import topic_matches, topic_name_error
 from .auth import Accounts, LoginLimiter, Principal
 from .ingest import CommitBatcher, IngestSink, tune_gc
+from .sendq import SendThread
 from .session import Delivery, Message, Session
 from .topics import uplink_kind
 
@@ -81,6 +82,12 @@ class Limits:
         Password checks (scrypt) running at once in executor threads.
     close_timeout_s : float
         A closing connection whose peer does not read is aborted after this.
+    send_thread : bool
+        Device connections (plain TCP) write through the send thread
+        (:mod:`vitalcore.server.sendq`) instead of the event loop.
+    send_max_pending : int
+        Bytes the send thread holds for a device that does not read before it closes
+        the connection (the kernel's socket buffer comes on top).
     """
 
     max_packet_size: int = 256 * 1024
@@ -101,10 +108,12 @@ class Limits:
     max_client_id_length: int = 256
     auth_concurrency: int = 2
     close_timeout_s: float = 2.0
+    send_thread: bool = True
+    send_max_pending: int = 1 << 20
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
-            if not value > 0:
+            if not isinstance(value, bool) and not value > 0:
                 raise UsageError(f"limit {name} must be > 0, got {value!r}")
         if not 1 <= self.receive_maximum <= 65535 or not 1 <= self.max_inflight <= 65535:
             raise UsageError("receive_maximum and max_inflight must be in 1..65535")
@@ -147,6 +156,8 @@ class Broker:
                                      retry_s=lim.backpressure_poll_s,
                                      max_entries=lim.commit_max_messages,
                                      interval_s=lim.commit_interval_s)
+        self.sender = (SendThread(lim.send_max_pending, lim.close_timeout_s)
+                       if lim.send_thread else None)
         self.gc = tune_gc()  # start-up is over: freeze it, collect less often (measured)
         self.auth_slots = asyncio.Semaphore(self.limits.auth_concurrency)
         self.closing = False
@@ -168,6 +179,8 @@ class Broker:
             commit_backpressure_retries=self.batcher.backpressure_retries,
         )
         out.update(self.gc.as_dict())
+        if self.sender is not None:
+            out.update({f"send_thread_{k}": v for k, v in self.sender.stats().items()})
         return out
 
     def log_event(self, level: int, kind: str, msg: str, *args: Any) -> None:
@@ -393,3 +406,6 @@ class Broker:
             for h in (session.expiry_handle, session.will_handle):
                 if h is not None:
                     h.cancel()
+        if self.sender is not None:  # the DISCONNECTs queued above leave first
+            await self.loop.run_in_executor(None, self.sender.stop,
+                                            self.limits.close_timeout_s + 5.0)

@@ -295,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.accounts:
             sys.exit("--add-device / --add-user need --accounts")
         return _edit_accounts(args)
+    from .ingest import raise_fd_limit
+
+    raise_fd_limit()  # a descriptor per connection, two per device connection
     try:
         uvloop.run(_serve(args))
     except StorageError as exc:  # full or read-only disk, corrupt log: one clear line

@@ -72,6 +72,9 @@ class Link(Protocol):
     def abort(self) -> None: ...
     def pause_reading(self) -> None: ...
     def resume_reading(self) -> None: ...
+    def go_direct(self) -> bool:
+        """Write through the broker's send thread from now on; False if not possible."""
+        ...
 
 
 class _Ack:
@@ -315,6 +318,8 @@ class Client:
             )
         self.write(encode(ConnAck(present, 0, ack_props), self.level))
         b.count("connections_accepted")
+        if principal.is_device and b.sender is not None and self.link.go_direct():
+            b.count("send_thread_connections")
         if will is not None:
             self.will = Message.from_publish(will.topic, will.payload, will.qos, will.retain,
                                              will.properties, session.key)

@@ -7,6 +7,10 @@ pauses reading (password check, store back-pressure, too many unacknowledged upl
 and the transport's ``pause_writing``/``resume_writing`` stop and restart the dequeuing
 of messages to this client. A packet announced larger than the limit aborts the
 connection before its body is read.
+
+A device connection's writes can go through the broker's :class:`~vitalcore.server.sendq.
+SendThread` (:meth:`MqttConnection.go_direct`): from then on every byte to that client is
+queued there and sent by the writer thread, without the GIL and off the event loop.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class MqttConnection(asyncio.Protocol):
         self.client: Client | None = None
         self.peer = "?"
         self._reading = True
+        self._fd = -1  # the send thread's descriptor of this socket, once direct
 
     # -- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -60,6 +65,7 @@ class MqttConnection(asyncio.Protocol):
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._detach(False)
         if self.client is not None:
             self.client.connection_lost()
 
@@ -73,14 +79,39 @@ class MqttConnection(asyncio.Protocol):
 
     # -- Link -------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
+        if self._fd >= 0:
+            if not self.broker.sender.send(self._fd, data):  # the peer does not read
+                self.broker.count("send_thread_aborts")
+                self.abort()
+        elif self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
+    def go_direct(self) -> bool:
+        """Send every later write through the broker's send thread (plain TCP only, and
+        only while nothing waits in the transport's buffer, so that no byte overtakes
+        another). False if it stays on the transport."""
+        sender, t = self.broker.sender, self.transport
+        if (sender is None or self._fd >= 0 or t is None or t.is_closing()
+                or t.get_write_buffer_size() or t.get_extra_info("ssl_object") is not None):
+            return False
+        sock = t.get_extra_info("socket")
+        if sock is None:
+            return False
+        self._fd = sender.attach(sock.fileno())
+        return self._fd >= 0
+
+    def _detach(self, abort: bool) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            self.broker.sender.detach(fd, abort)
+
     def close(self) -> None:
+        self._detach(False)  # the queued bytes still leave, then the socket closes
         if self.transport is not None:
             self.transport.close()
 
     def abort(self) -> None:
+        self._detach(True)
         if self.transport is not None:
             self.transport.abort()
 

@@ -13,6 +13,7 @@ import asyncio
 import gc
 import logging
 import os
+import resource
 import time
 from collections import deque
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..errors import BackPressureError
 
-__all__ = ["IngestSink", "CommitBatcher", "GcStats", "tune_gc"]
+__all__ = ["IngestSink", "CommitBatcher", "GcStats", "tune_gc", "raise_fd_limit"]
 
 log = logging.getLogger("vitalcore.server")
 
@@ -272,3 +273,25 @@ def tune_gc() -> GcStats:
             gc.set_threshold(*GC_THRESHOLDS)
         gc.callbacks.append(_gc_stats)
     return _gc_stats
+
+
+def raise_fd_limit(wanted: int = 1 << 17) -> int:
+    """Raise this process's open-file limit towards ``wanted``; returns the new soft limit.
+
+    A server needs one descriptor per connection, and the send thread
+    (:mod:`vitalcore.server.sendq`) a second one per device connection. The soft limit
+    goes up to the hard limit; the hard limit too where the process may raise it
+    (root, ``CAP_SYS_RESOURCE``). Never lowers anything.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
+        except (ValueError, OSError):  # not allowed: the hard limit stays
+            pass
+    target = wanted if hard == resource.RLIM_INFINITY else min(max(soft, wanted), hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
