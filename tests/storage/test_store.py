@@ -15,7 +15,7 @@ import pytest
 
 from vitalcore import codec
 from vitalcore import protocol as P
-from vitalcore.errors import BackPressureError
+from vitalcore.errors import BackPressureError, UsageError
 from vitalcore.simulator import VirtualWearable
 from vitalcore.storage import Store
 
@@ -174,6 +174,48 @@ def test_back_pressure_takes_nothing_and_loses_nothing(tmp_path):
         assert refused > 0
         _, v = stored_ecg(store, devs[0], 8)
     assert np.array_equal(v, sent_ecg(frames))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice is per thread on Linux")
+def test_the_flusher_and_its_encoder_threads_run_below_the_rest(tmp_path, monkeypatch):
+    """The flusher's nice level is raised by ``flush_nice``, the encoder threads it starts
+    inherit it, and the rest of the process keeps its priority; the flush still works."""
+    import threading
+
+    from vitalcore.storage.history import HistoryStore
+
+    devs, traffic = ward(n=2, seconds=2)
+    me = threading.get_native_id()
+    base = os.getpriority(os.PRIO_PROCESS, me)
+    seen: list[tuple[str, int]] = []
+    encode = HistoryStore._encode
+
+    def spy(self, *args):  # runs in the encoder threads the flush starts
+        tid = threading.get_native_id()
+        seen.append((threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, tid)))
+        return encode(self, *args)
+
+    monkeypatch.setattr(HistoryStore, "_encode", spy)
+    store = Store(tmp_path, flush_interval_s=0.05, flush_nice=7)
+    try:
+        for frames in traffic.values():
+            for f in frames:
+                store.feed(f)
+        store.wait_durable(store.commit())  # one commit: the first flush takes it all
+        deadline = time.monotonic() + 10
+        while store.stats()["flushes"] == 0:
+            assert time.monotonic() < deadline, "the flusher never flushed"
+            time.sleep(0.02)
+    finally:
+        store.close(flush=False)
+    assert seen and {nice for _, nice in seen} == {min(19, base + 7)}
+    assert all(name != "MainThread" for name, _ in seen)
+    assert os.getpriority(os.PRIO_PROCESS, me) == base
+    with Store(tmp_path, flush_interval_s=0) as store:
+        _, v = stored_ecg(store, devs[0], 2)
+    assert np.array_equal(v, sent_ecg(traffic[devs[0].device_id]))
+    with pytest.raises(UsageError, match="flush_nice"):
+        Store(tmp_path / "x", flush_nice=20)
 
 
 def test_rejects_are_counted_and_others_kept(tmp_path):
