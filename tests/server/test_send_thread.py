@@ -6,8 +6,19 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from helpers import DEV, DEV2, DEV2_NAME, DEV_NAME, SECRET, SECRET2, RawClient, numerics
-from helpers import serving, subscribe, wait_for
+from helpers import (
+    DEV,
+    DEV2,
+    DEV2_NAME,
+    DEV_NAME,
+    SECRET,
+    SECRET2,
+    RawClient,
+    numerics,
+    serving,
+    subscribe,
+    wait_for,
+)
 
 from vitalcore.mqtt import Connect, PubAck, Publish, encode
 from vitalcore.server import Limits, up_topic
