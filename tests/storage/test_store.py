@@ -179,7 +179,8 @@ def test_back_pressure_takes_nothing_and_loses_nothing(tmp_path):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice is per thread on Linux")
 def test_the_flusher_and_its_encoder_threads_run_below_the_rest(tmp_path, monkeypatch):
     """The flusher's nice level is raised by ``flush_nice``, the encoder threads it starts
-    inherit it, and the rest of the process keeps its priority; the flush still works."""
+    (``flush_threads``, default one per CPU) inherit it, and the rest of the process keeps
+    its priority; the flush still works."""
     import threading
 
     from vitalcore.storage.history import HistoryStore
@@ -196,7 +197,8 @@ def test_the_flusher_and_its_encoder_threads_run_below_the_rest(tmp_path, monkey
         return encode(self, *args)
 
     monkeypatch.setattr(HistoryStore, "_encode", spy)
-    store = Store(tmp_path, flush_interval_s=0.05, flush_nice=7)
+    store = Store(tmp_path, flush_interval_s=0.05, flush_nice=7, flush_threads=3)
+    assert store.history.threads == 3
     try:
         for frames in traffic.values():
             for f in frames:
@@ -212,6 +214,7 @@ def test_the_flusher_and_its_encoder_threads_run_below_the_rest(tmp_path, monkey
     assert all(name != "MainThread" for name, _ in seen)
     assert os.getpriority(os.PRIO_PROCESS, me) == base
     with Store(tmp_path, flush_interval_s=0) as store:
+        assert store.history.threads == (os.cpu_count() or 2)  # one encoder per CPU
         _, v = stored_ecg(store, devs[0], 2)
     assert np.array_equal(v, sent_ecg(traffic[devs[0].device_id]))
     with pytest.raises(UsageError, match="flush_nice"):

@@ -90,6 +90,12 @@ class Store:
         soak), at nice 10 at 0.09-0.52 s (four soaks; docs/server.md "Session 5"). Nice
         19 was worse: the flush then ran so long that it overlapped most of the run. The
         flush must still keep up on average, or :meth:`feed` pushes back.
+    flush_threads : int, optional
+        Parquet files a flush encodes in parallel (``HistoryStore(threads=...)``); default
+        one per CPU. With 8 on this 2-core machine, the 8 encoders at nice 10 together
+        weighed almost as much as the event loop in the kernel's scheduler, and the
+        per-2-s p99 around each flush peaked at 0.09-0.52 s (four soaks); with 2, at
+        0.10-0.17 s (one soak; docs/server.md, "Session 5").
     wal_retry_s : float
         After an I/O error failed the write-ahead log (disk full, read-only file system),
         :meth:`commit` reopens it, first after this many seconds, then at doubling
@@ -108,6 +114,7 @@ class Store:
         max_unflushed_bytes: int = 256 << 20,
         keep_rejects: int = 256,
         flush_nice: int = 10,
+        flush_threads: int | None = None,
         wal_retry_s: float = WAL_RETRY_S,
     ) -> None:
         if flush_interval_s < 0 or max_unflushed_bytes <= 0 or wal_retry_s < 0:
@@ -144,7 +151,8 @@ class Store:
         # just before its checkpoint, and the WAL truncation after it would lose them).
         self.wal = WriteAheadLog(self.root / "wal", **self._wal_options)
         try:  # a read-only or full disk must say so, not leak an OSError from a helper
-            self.history = HistoryStore(self.root / "history")
+            threads = flush_threads if flush_threads is not None else os.cpu_count() or 2
+            self.history = HistoryStore(self.root / "history", threads=threads)
             self._checkpoint_lsn = self._recover_checkpoint()
         except BaseException as exc:
             with contextlib.suppress(StorageError):
