@@ -153,12 +153,19 @@ def test_a_descriptor_number_is_not_reused_while_its_bytes_wait(queue):
         sock.close()
 
 
-def test_a_detached_socket_that_does_not_read_is_closed_after_linger(queue):
+def stalled(queue) -> tuple[int, socket.socket]:
+    """A socket with 60 kB queued that its peer does not read, the event loop's own
+    descriptor already closed: (the queue's descriptor, the peer)."""
     s, c = tcp_pair(rcvbuf=4096)
     fd = queue.attach(s.fileno())
     assert queue.send(fd, b"q" * 60_000)
     wait(lambda: queue.stats()["stalled"] == 1)
     s.close()
+    return fd, c
+
+
+def test_a_detached_socket_that_does_not_read_is_closed_after_linger(queue):
+    fd, c = stalled(queue)
     queue.detach(fd)
     t0 = time.monotonic()
     wait(lambda: queue.stats()["closed"] == 1, timeout=3.0)
@@ -167,11 +174,7 @@ def test_a_detached_socket_that_does_not_read_is_closed_after_linger(queue):
 
 
 def test_abort_drops_what_waits_and_closes_at_once(queue):
-    s, c = tcp_pair(rcvbuf=4096)
-    fd = queue.attach(s.fileno())
-    assert queue.send(fd, b"q" * 60_000)
-    wait(lambda: queue.stats()["stalled"] == 1)
-    s.close()
+    fd, c = stalled(queue)
     queue.detach(fd, abort=True)
     wait(lambda: queue.stats()["closed"] == 1, timeout=0.2)
     received = 0
