@@ -309,6 +309,7 @@ cdef class SendQueue:
         cdef Queue tmp
         cdef timespec until
         cdef double t, stop_at = -1.0
+        cdef Py_ssize_t queued
         cdef unsigned long long c[5]
         memset(c, 0, sizeof(c))
         while True:
@@ -336,9 +337,9 @@ cdef class SendQueue:
                 self._retry_stalled(c, stop_at >= 0 and _now() - stop_at >= self._linger_s)
             if stop_at >= 0 and self._n_stalled == 0:
                 pthread_mutex_lock(&self._mu)
-                t = self._front.n
+                queued = self._front.n
                 pthread_mutex_unlock(&self._mu)
-                if t == 0:
+                if queued == 0:
                     break
         self._close_all(c)
         pthread_mutex_lock(&self._mu)
