@@ -164,6 +164,21 @@ def stalled(queue) -> tuple[int, socket.socket]:
     return fd, c
 
 
+def test_a_stalled_socket_is_retried_every_retry_ms_not_in_a_busy_loop(queue):
+    """The writer sleeps ``retry_ms`` (1 ms here) between retries of a socket that does
+    not read: over 0.5 s that is at most a few hundred send calls, not millions."""
+    s, c = tcp_pair(rcvbuf=4096)
+    fd = queue.attach(s.fileno())
+    assert queue.send(fd, b"q" * 60_000)
+    wait(lambda: queue.stats()["stalled"] == 1)
+    before = queue.stats()["sends"]
+    time.sleep(0.5)
+    assert queue.stats()["sends"] - before <= 1000
+    queue.detach(fd, abort=True)
+    s.close()
+    c.close()
+
+
 def test_a_detached_socket_that_does_not_read_is_closed_after_linger(queue):
     fd, c = stalled(queue)
     queue.detach(fd)

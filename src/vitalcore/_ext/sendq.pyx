@@ -31,7 +31,7 @@ from libc.errno cimport EAGAIN, EINTR, errno
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memmove, memset
 from posix.resource cimport RLIMIT_NOFILE, getrlimit, rlimit
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, clockid_t, timespec
 from posix.unistd cimport close, dup
 
 
@@ -56,7 +56,12 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_mutex_destroy(pthread_mutex_t *m)
     int pthread_mutex_lock(pthread_mutex_t *m)
     int pthread_mutex_unlock(pthread_mutex_t *m)
-    int pthread_cond_init(pthread_cond_t *c, const void *attr)
+    ctypedef struct pthread_condattr_t:
+        pass
+    int pthread_condattr_init(pthread_condattr_t *a)
+    int pthread_condattr_setclock(pthread_condattr_t *a, clockid_t clock)
+    int pthread_condattr_destroy(pthread_condattr_t *a)
+    int pthread_cond_init(pthread_cond_t *c, const pthread_condattr_t *attr)
     int pthread_cond_destroy(pthread_cond_t *c)
     int pthread_cond_signal(pthread_cond_t *c)
     int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
@@ -180,6 +185,7 @@ cdef class SendQueue:
                   double linger_s=10.0):
         cdef rlimit lim
         cdef pthread_mutexattr_t attr
+        cdef pthread_condattr_t cattr
         if max_pending <= 0 or retry_ms <= 0 or linger_s < 0:
             raise ValueError("max_pending and retry_ms must be > 0, linger_s >= 0")
         self._max_fd = 65536
@@ -198,7 +204,12 @@ cdef class SendQueue:
         pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP)
         pthread_mutex_init(&self._mu, &attr)
         pthread_mutexattr_destroy(&attr)
-        pthread_cond_init(&self._cv, NULL)
+        # timed waits against CLOCK_MONOTONIC, the clock _now() reads (the default,
+        # CLOCK_REALTIME, made every deadline lie in the past: a busy retry loop)
+        pthread_condattr_init(&cattr)
+        pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC)
+        pthread_cond_init(&self._cv, &cattr)
+        pthread_condattr_destroy(&cattr)
         self._max_pending = max_pending
         self._retry_s = retry_ms / 1e3
         self._linger_s = linger_s
