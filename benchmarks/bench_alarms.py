@@ -25,14 +25,20 @@ engine
     ``batched`` the new default (one numba pass over all devices' ECG on the engine's ECG
     thread without the GIL, numerics/pleth/liveness as columns).
 
+The process's cyclic garbage collector is tuned as in a server process
+(:func:`vitalcore.server.ingest.tune_gc`: start-up objects frozen, gen-0 threshold
+20,000); ``--gc default`` leaves Python's schedule (measured: full collections of up to
+0.6 s in the batched run at 10,000 devices). ``--runs`` picks runs (all three by default).
+
 ``--switch-ms 1 2`` adds batched runs with the GIL switch interval set to 1 and 2 ms
 (named ``batched/1``...), to see how much of the tail is threads waiting for the GIL.
 
 Printed per run: commit() p50/p99 (ms, the ingest path), slots late (> 50 ms behind
 schedule), rate (% of the devices' real-time message rate actually fed: below 100 % the
 feeding loop itself could not keep up, so the load offered was lower), process CPU s per
-s, and for the engine runs the engine thread's and (batched) its ECG thread's CPU s per s
-of feeding, the alarm latency p50/p99/max (ms), alarms missed, batches dropped by the
+s, full (gen-2) collections and the longest collector pause (ms) during the feeding, and
+for the engine runs the engine thread's and (batched) its ECG thread's CPU s per s of
+feeding, the alarm latency p50/p99/max (ms), alarms missed, batches dropped by the
 engine, and the time it took to finish its backlog after the feeding ended (drain). The
 load average of the machine is printed first: the figures mean little above ~2.
 """
@@ -40,6 +46,7 @@ load average of the machine is printed first: the figures mean little above ~2.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import resource
 import shutil
@@ -53,6 +60,7 @@ import numpy as np
 from vitalcore import codec
 from vitalcore.alarms import AlarmConfig, AlarmEngine, AlarmLog, TechnicalConfig, Timing
 from vitalcore.protocol import FrameType, NumericCode
+from vitalcore.server.ingest import GcStats, tune_gc
 from vitalcore.simulator import VirtualWearable
 from vitalcore.storage import Store
 
@@ -154,6 +162,8 @@ def run(messages, starts, ticks: int, with_engine: bool, batched: bool = True) -
         start_tick.setdefault(k, []).append(d)
     commit_s = []
     late = 0
+    gcs = GcStats()
+    gc.callbacks.append(gcs)
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     e_cpu0 = _thread_cpu(engine._thread.native_id) if engine else 0.0
     ecg_thread = engine._ecg_thread if engine else None
@@ -177,12 +187,14 @@ def run(messages, starts, ticks: int, with_engine: bool, batched: bool = True) -
             commit_s.append(time.perf_counter() - c)
     elapsed = time.perf_counter() - t_start
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    gc.callbacks.remove(gcs)
     out = {
         "commit_p50_ms": float(np.percentile(commit_s, 50) * 1e3),
         "commit_p99_ms": float(np.percentile(commit_s, 99) * 1e3),
         "late_slots": late, "slots": ticks * SLOTS,
         "rate_pct": 100.0 * ticks * 0.25 / elapsed,  # of the devices' real-time rate
         "cpu_s_per_s": (cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime) / elapsed,
+        "gc2": gcs.collections[2], "gc_max_ms": max(gcs.pause_max_ms),
     }
     if engine is not None:
         out["engine_cpu_s_per_s"] = (_thread_cpu(engine._thread.native_id) - e_cpu0) / elapsed
@@ -230,20 +242,29 @@ def main() -> None:
     ap.add_argument("--switch-ms", type=float, nargs="+", default=[],
                     help="also run the engine runs at these GIL switch intervals "
                          "(sys.setswitchinterval, ms; Python's default is 5)")
+    ap.add_argument("--runs", nargs="+", choices=("baseline", "per-dev", "batched"),
+                    default=["baseline", "per-dev", "batched"], help="which runs (all three)")
+    ap.add_argument("--gc", choices=("server", "default"), default="server",
+                    help="server: the collector tuned as in a server process "
+                         "(vitalcore.server.ingest.tune_gc, the default); default: as Python "
+                         "sets it")
     args = ap.parse_args()
     default_switch = sys.getswitchinterval()
     ticks = int(args.seconds * 4)
     rng = np.random.default_rng(5)
     warm_up()
+    if args.gc == "server":
+        tune_gc()
     print(f"bench_alarms: {args.seconds:g} s per run, alarms from {args.warmup:g} s; "
           f"rules per patient: 16 limit codes (8 numerics), 5 arrhythmia, 15 technical; "
-          f"{os.cpu_count()} cores (shared), load average {os.getloadavg()[0]:.1f}")
+          f"{os.cpu_count()} cores (shared), load average {os.getloadavg()[0]:.1f}; "
+          f"GC {args.gc}")
     print(f"{'devices':>8} {'run':<9} {'commit p50':>10} {'p99 ms':>7} {'late':>9} {'rate':>5} "
-          f"{'CPU s/s':>7} {'engine s/s':>10} {'ecg s/s':>7} {'alarm p50':>9} {'p99':>7} {'max ms':>8} "
+          f"{'CPU s/s':>7} {'gc2':>3} {'gc ms':>5} {'engine s/s':>10} {'ecg s/s':>7} {'alarm p50':>9} {'p99':>7} {'max ms':>8} "
           f"{'missed':>7} {'dropped':>7} {'drain s':>7}")
     for n in args.devices:
         messages, starts = build_traffic(n, ticks, int(args.warmup * 4), rng)
-        runs = [("baseline", None), ("per-dev", None), ("batched", None)]
+        runs = [(name, None) for name in args.runs]
         runs += [(f"batched/{ms:g}", ms) for ms in args.switch_ms]
         for name, switch_ms in runs:
             with_engine = name != "baseline"
@@ -252,7 +273,7 @@ def main() -> None:
             line = (f"{n:>8,} {name:<9} "
                     f"{r['commit_p50_ms']:>10.2f} {r['commit_p99_ms']:>7.2f} "
                     f"{r['late_slots']:>4}/{r['slots']:<4} {r['rate_pct']:>4.0f}% "
-                    f"{r['cpu_s_per_s']:>7.2f}")
+                    f"{r['cpu_s_per_s']:>7.2f} {r['gc2']:>3} {r['gc_max_ms']:>5.0f}")
             if with_engine:
                 line += (f" {r['engine_cpu_s_per_s']:>10.2f} {r['ecg_cpu_s_per_s']:>7.2f}"
                          f" {r.get('lat_p50_ms', float('nan')):>9.1f}"

@@ -453,3 +453,60 @@ def test_expected_streams_reserves_address_space_not_memory():
     assert StreamBuffers(window_s=3600.0).memory_bytes() == small.memory_bytes()  # capped
     with pytest.raises(UsageError):
         StreamBuffers(expected_streams=-1)
+
+
+# ---------------------------------------------------------------------------- stream hash
+def test_stream_hash_finds_exactly_the_streams_present():
+    """The batch path's hash table (slots of (device, stream id)) against a dict, through
+    400 random sequences of inserts and removals in a table small enough that probe runs
+    collide and wrap around its end (a seeded generator: hypothesis rarely drew removals
+    that shift a wrapped run back; this finds such a bug in a third of the sequences)."""
+    from vitalcore.buffers import _hash_find, _hash_insert, _hash_remove
+
+    n_slots, size = 8, 16
+    keys = [(2**64 - 1 - d if d % 3 == 0 else d, 0x0100 | c) for d in range(12) for c in range(2)]
+    key_dev = np.array([k[0] for k in keys], np.uint64)
+    key_sid = np.array([k[1] for k in keys], np.uint16)
+    out = np.empty(len(keys), np.int64)
+    rng = np.random.default_rng(11)
+    for _ in range(400):
+        table = np.full(size, -1, np.int64)
+        st_dev = np.zeros(n_slots, np.uint64)
+        st_sid = np.zeros(n_slots, np.uint16)
+        model: dict[tuple[int, int], int] = {}
+        free = list(range(n_slots))
+        for _ in range(100):
+            key = keys[rng.integers(len(keys))]
+            if rng.random() < 0.5 and key not in model and free:
+                s = free.pop()
+                st_dev[s], st_sid[s] = key
+                _hash_insert(table, size - 1, st_dev, st_sid, s)
+                model[key] = s
+            elif key in model:
+                s = model.pop(key)
+                _hash_remove(table, size - 1, st_dev, st_sid, s)
+                st_dev[s] = st_sid[s] = 0
+                free.append(s)
+            _hash_find(key_dev, key_sid, table, size - 1, st_dev, st_sid, out)
+            assert out.tolist() == [model.get(k, -1) for k in keys]
+            assert int((table >= 0).sum()) == len(model)
+
+
+def test_streams_keep_their_own_rings_through_eviction_churn():
+    """Every stream's window holds its own samples while streams come, go (idle and LRU
+    eviction) and come back; a device's samples are told apart by their gain."""
+    clock = Clock()
+    buf = StreamBuffers(window_s=1.0, max_streams=24, idle_evict_s=3.0, clock=clock)
+    rng = np.random.default_rng(3)
+    k = dict.fromkeys(range(40), 0)  # next frame of each device
+    for rnd in range(60):
+        clock.now = float(rnd + 5 * (rnd // 10))  # a pause every 10 s: idle eviction
+        devs = rng.choice(40, 12, replace=False).tolist()
+        buf.append(wave_batch([ecg(k[d], dev=d, extra=(1.0 + d, 0.0)) for d in devs]))
+        for d in devs:
+            k[d] += 1
+        for d, _, _ in buf.streams():
+            w = buf.window(d, ECG, 1)
+            assert w.gain == 1.0 + d
+            check_window_against_signal(w)
+    assert buf.stats()["evicted_lru"] > 0 and buf.stats()["evicted_idle"] > 0

@@ -44,6 +44,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numba as nb
@@ -304,6 +305,68 @@ def _append_waves(
     return slot.shape[0], _DONE
 
 
+# ------------------------------------------------------------------------------ stream hash
+# Open addressing (linear probing) from (device_id, stream_id) to a stream's slot: the
+# hash table holds slot numbers (-1 empty), the keys are the slots' own _dev/_sid. It
+# maps a batch's rows to their rings in one call; StreamBuffers._index (a dict) stays the
+# authority for Python-side lookups and is kept equal to it.
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xBF58476D1CE4E5B9)
+_M3 = np.uint64(0x94D049BB133111EB)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _hash(dev, sid, mask):  # splitmix64 finaliser over both key parts
+    z = np.uint64(dev) ^ (np.uint64(sid) * _M1)
+    z = (z ^ (z >> np.uint64(30))) * _M2
+    z = (z ^ (z >> np.uint64(27))) * _M3
+    return np.int64((z ^ (z >> np.uint64(31))) & np.uint64(mask))
+
+
+@nb.njit(cache=True, nogil=True)
+def _hash_find(dev, sid, table, mask, st_dev, st_sid, out):
+    """``out[k]``: the slot of stream ``(dev[k], sid[k])``, or -1."""
+    for k in range(dev.shape[0]):
+        h = _hash(dev[k], sid[k], mask)
+        while True:
+            s = table[h]
+            if s < 0 or (st_dev[s] == dev[k] and st_sid[s] == sid[k]):
+                out[k] = s
+                break
+            h = (h + 1) & mask
+
+
+@nb.njit(cache=True, nogil=True)
+def _hash_insert(table, mask, st_dev, st_sid, s):
+    """Add slot ``s`` (its key absent; the table has room: at most half full)."""
+    h = _hash(st_dev[s], st_sid[s], mask)
+    while table[h] >= 0:
+        h = (h + 1) & mask
+    table[h] = s
+
+
+@nb.njit(cache=True, nogil=True)
+def _hash_remove(table, mask, st_dev, st_sid, s):
+    """Remove slot ``s`` (present), shifting later entries of its run back (no tombstones)."""
+    i = _hash(st_dev[s], st_sid[s], mask)
+    while table[i] != s:
+        i = (i + 1) & mask
+    j = i
+    while True:
+        j = (j + 1) & mask
+        t = table[j]
+        if t < 0:
+            break
+        home = _hash(st_dev[t], st_sid[t], mask)
+        # t stays if its home lies cyclically in (i, j]: moving it to i would put it
+        # before its home, where probing never looks
+        if (i < j and i < home <= j) or (i > j and (home > i or home <= j)):
+            continue
+        table[i] = t
+        i = j
+    table[i] = -1
+
+
 # ------------------------------------------------------------------------------ pools
 class _Pool:
     """Blocks of one numpy array: exact-size free lists and a bump pointer.
@@ -492,6 +555,11 @@ class StreamBuffers:
         self._counters = counters
         self._free_slots.extend(range(n - 1, old - 1, -1))
         self._n_slots = n
+        size = 1 << max(4, (2 * n - 1).bit_length())  # a power of two >= 2n: half full at most
+        self._table = np.full(size, -1, np.int64)
+        self._mask = size - 1
+        for s in self._index.values():
+            _hash_insert(self._table, self._mask, self._dev, self._sid, s)
 
     def _new_slot(self, device_id: int, sid: int) -> int:
         if not self._free_slots:
@@ -500,6 +568,7 @@ class StreamBuffers:
         self._index[(device_id, sid)] = s
         self._dev[s] = device_id
         self._sid[s] = sid
+        _hash_insert(self._table, self._mask, self._dev, self._sid, s)
         return s
 
     def _release(self, s: int) -> None:
@@ -509,6 +578,7 @@ class StreamBuffers:
             self._frec.release(int(self._fbase[s]), int(self._fcap[s]))
         self._retired += self._counters[s]
         del self._index[(int(self._dev[s]), int(self._sid[s]))]
+        _hash_remove(self._table, self._mask, self._dev, self._sid, s)
         for name, _ in self._SLOT_ARRAYS:
             getattr(self, name)[s] = 0
         self._counters[s] = 0
@@ -611,31 +681,28 @@ class StreamBuffers:
                 "inconsistent waveform rows: need n_samples >= 1, fs_hz >= 1, finite gain and"
                 " offset, and sample ranges inside batch.samples"
             )
+        dev = np.ascontiguousarray(w["device_id"], np.uint64)
         sid = (w["frame_type"].astype(np.uint16) << 8) | w["channel"]
-        first, inverse = _groups(w["device_id"], sid)  # streams in order of first appearance
-        stream_slot = np.empty(len(first), np.int64)
-        new = []
-        keys = zip(w["device_id"][first].tolist(), sid[first].tolist(), strict=True)
-        for u, key in enumerate(keys):
-            s = stream_slot[u] = self._index.get(key, -1)
-            if s >= 0:
-                self._seen[s] = now  # before any LRU eviction below: never evict these
-            else:
-                new.append((u, key))
-        fresh = []
-        for u, key in new:
-            if len(self._index) >= self.max_streams and not self._evict_lru(now):
-                stream_slot[u] = -1
-                continue
-            s = stream_slot[u] = self._new_slot(*key)
-            self._seen[s] = now
-            fresh.append((s, int(first[u])))
-        for s, r in fresh:
-            self._configure(
-                s, int(w["fs_hz"][r]), float(w["gain"][r]), float(w["offset"][r]), int(w["n_samples"][r])
-            )
-        slot = stream_slot[inverse]
-        self._events["rejected_frames"] += int((slot < 0).sum())
+        slot = np.empty(n, np.int64)
+        _hash_find(dev, sid, self._table, self._mask, self._dev, self._sid, slot)
+        self._seen[slot[slot >= 0]] = now  # before any LRU eviction below: never evict these
+        rows = np.flatnonzero(slot < 0)
+        if len(rows):  # new streams, in order of first appearance
+            first, inverse = _groups(dev[rows], sid[rows])
+            new_slot = np.full(len(first), -1, np.int64)
+            fresh = []
+            for u, r in enumerate(rows[first].tolist()):
+                if len(self._index) >= self.max_streams and not self._evict_lru(now):
+                    continue
+                s = new_slot[u] = self._new_slot(int(dev[r]), int(sid[r]))
+                self._seen[s] = now
+                fresh.append((s, r))
+            for s, r in fresh:
+                self._configure(
+                    s, int(w["fs_hz"][r]), float(w["gain"][r]), float(w["offset"][r]), int(w["n_samples"][r])
+                )
+            slot[rows] = new_slot[inverse]
+            self._events["rejected_frames"] += int((new_slot[inverse] < 0).sum())
         cols = [
             np.ascontiguousarray(w[c])
             for c in ("ts_us", "seq", "fs_hz", "gain", "offset", "sample_start", "n_samples")
@@ -722,8 +789,7 @@ class StreamBuffers:
         # latest value per (device, code): newest device time wins, ties to the later row
         rows = _last_per_group(t["device_id"], t["code"], t["ts_us"])
         keys = zip(t["device_id"][rows].tolist(), t["code"][rows].tolist(), strict=True)
-        get = self._lat_index.get
-        at = np.fromiter((get(k, -1) for k in keys), np.int64, len(rows))
+        at = np.fromiter(map(self._lat_index.get, keys, repeat(-1)), np.int64, len(rows))
         for i in np.flatnonzero(at < 0).tolist():
             at[i] = self._lat_new(int(t["device_id"][rows[i]]), int(t["code"][rows[i]]))
         # A value replaces the latest one if its device time is not older, or if its

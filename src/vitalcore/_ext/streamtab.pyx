@@ -313,9 +313,9 @@ cdef class StreamTable:
         Notes
         -----
         Frames are processed in array order, so a duplicate within the same batch is
-        recognised. The update is all-or-nothing: a first pass counts the frames of
-        unknown streams and room for that many new streams is reserved before the
-        classifying loop, which then cannot fail.
+        recognised. The update is all-or-nothing: room for every new stream is reserved
+        before the classifying loop (when fewer free entries are left than there are
+        frames, a first pass counts the frames of unknown streams), which then cannot fail.
         """
         dev_a = _column("device_id", device_id, np.dtype("<u8"))
         sid_a = _column("stream_id", stream_id, np.dtype("<u2"))
@@ -338,11 +338,12 @@ cdef class StreamTable:
         cdef uint32_t[::1] missing = missing_a
         cdef Py_ssize_t k, i, unknown = 0
         cdef StreamState* s
-        with nogil:  # frames of streams not in the table bound the new streams
-            for k in range(n):
-                if self._find(dev[k], sid[k]) < 0:
-                    unknown += 1
-        self._reserve(self._n + unknown)
+        if self._n + n > self._cap:  # frames of streams not in the table bound the new ones
+            with nogil:  # (a pass needed only when the room left could be too small)
+                for k in range(n):
+                    if self._find(dev[k], sid[k]) < 0:
+                        unknown += 1
+            self._reserve(self._n + unknown)
         with nogil:
             for k in range(n):
                 i = self._find(dev[k], sid[k])

@@ -48,6 +48,11 @@ __all__ = ["Store"]
 
 log = logging.getLogger("vitalcore.storage")
 
+_DUPLICATE = int(Verdict.DUPLICATE)
+_N_VERDICTS = max(Verdict) + 1
+_VERDICT_COUNTERS = (("duplicates", int(Verdict.DUPLICATE)), ("gaps", int(Verdict.GAP)),
+                     ("late", int(Verdict.LATE)), ("restarts", int(Verdict.RESTART)))
+
 CHECKPOINT = "checkpoint.json"
 STREAMS = "streams.npz"
 #: Seconds between attempts to reopen a failed write-ahead log (see Store.commit), at first.
@@ -426,13 +431,12 @@ class Store:
     def _classify(self, batch: DecodedBatch) -> np.ndarray:
         """Update sequence tracking (lock held); return the mask of non-duplicate frames."""
         _, verdict, missing = self.streams.classify_batch(batch)
+        n = np.bincount(verdict, minlength=_N_VERDICTS).tolist()  # frames per verdict
         c = self.counters
-        c["duplicates"] += int(np.count_nonzero(verdict == Verdict.DUPLICATE))
-        c["gaps"] += int(np.count_nonzero(verdict == Verdict.GAP))
+        for name, v in _VERDICT_COUNTERS:
+            c[name] += n[v]
         c["missing"] += int(missing.sum())
-        c["late"] += int(np.count_nonzero(verdict == Verdict.LATE))
-        c["restarts"] += int(np.count_nonzero(verdict == Verdict.RESTART))
-        return verdict != Verdict.DUPLICATE
+        return verdict != _DUPLICATE
 
     def _add_pending(self, lsn: int, batch: DecodedBatch) -> None:
         """Queue a logged batch for the next flush (lock held)."""
