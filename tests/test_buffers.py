@@ -470,7 +470,7 @@ def test_stream_hash_finds_exactly_the_streams_present():
     out = np.empty(len(keys), np.int64)
     rng = np.random.default_rng(11)
     for _ in range(400):
-        table = np.full(size, -1, np.int64)
+        table = np.full(size, -1, np.int32)
         st_dev = np.zeros(n_slots, np.uint64)
         st_sid = np.zeros(n_slots, np.uint16)
         model: dict[tuple[int, int], int] = {}

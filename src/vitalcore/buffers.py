@@ -556,7 +556,7 @@ class StreamBuffers:
         self._free_slots.extend(range(n - 1, old - 1, -1))
         self._n_slots = n
         size = 1 << max(4, (2 * n - 1).bit_length())  # a power of two >= 2n: half full at most
-        self._table = np.full(size, -1, np.int64)
+        self._table = np.full(size, -1, np.int32)
         self._mask = size - 1
         for s in self._index.values():
             _hash_insert(self._table, self._mask, self._dev, self._sid, s)
@@ -976,7 +976,7 @@ class StreamBuffers:
         slots += self._lat_status.nbytes
         return (
             self._samples.used_bytes() + self._frec.used_bytes() + slots + self._counters.nbytes
-            + numerics + 200 * entries
+            + self._table.nbytes + numerics + 200 * entries
         )  # fmt: skip
 
     def stats(self) -> dict[str, int]:
