@@ -702,7 +702,7 @@ class StreamBuffers:
                     s, int(w["fs_hz"][r]), float(w["gain"][r]), float(w["offset"][r]), int(w["n_samples"][r])
                 )
             slot[rows] = new_slot[inverse]
-            self._events["rejected_frames"] += int((new_slot[inverse] < 0).sum())
+            self._events["rejected_frames"] += int((slot[rows] < 0).sum())
         cols = [
             np.ascontiguousarray(w[c])
             for c in ("ts_us", "seq", "fs_hz", "gain", "offset", "sample_start", "n_samples")
