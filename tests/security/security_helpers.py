@@ -72,8 +72,8 @@ class Mqtt:
     answer and returns the reason code(s) the server sent."""
 
     def __init__(self, port: int, user: str | None, password: str | None, *,
-                 client_id: str = "", tls_ca: str | None = None, host: str = "127.0.0.1"
-                 ) -> None:
+                 client_id: str = "", tls_ca: str | None = None, host: str = "127.0.0.1",
+                 tls_cert: tuple[Path, Path] | None = None) -> None:
         self._q: queue.Queue = queue.Queue()
         self.messages: queue.Queue = queue.Queue()
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
@@ -81,7 +81,8 @@ class Mqtt:
         if user is not None:
             c.username_pw_set(user, password)
         if tls_ca is not None:
-            c.tls_set(ca_certs=tls_ca)
+            cert, key = tls_cert or (None, None)
+            c.tls_set(ca_certs=tls_ca, certfile=cert and str(cert), keyfile=key and str(key))
         c.on_connect = lambda cl, ud, flags, rc, props: self._q.put(("connack", rc.value))
         c.on_subscribe = lambda cl, ud, mid, rcs, props: self._q.put(
             ("suback", [r.value for r in rcs]))
@@ -168,6 +169,28 @@ def make_server_cert(where: Path, ca_key, ca_cert) -> tuple[Path, Path]:
                            critical=False)
             .sign(ca_key, hashes.SHA256()))
     cert_path, key_path = where / "server.pem", where / "server.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    os.chmod(key_path, 0o600)
+    return cert_path, key_path
+
+
+def make_client_cert(where: Path, ca_key, ca_cert, cn: str) -> tuple[Path, Path]:
+    """A TLS client certificate with subject common name ``cn`` signed by the CA;
+    (cert, key) PEMs named after ``cn``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(_name(cn))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    cert_path, key_path = where / f"client-{cn}.pem", where / f"client-{cn}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                            serialization.PrivateFormat.PKCS8,

@@ -6,7 +6,8 @@ Create accounts, then serve::
 
     python -m vitalcore serve --accounts accounts.json --add-device 00000000000012ab
     python -m vitalcore serve --data /var/lib/vitalcore --accounts accounts.json \\
-        --port 1883 --tls-port 8883 --cert server.pem --key server.key
+        --port 1883 --tls-port 8883 --cert server.pem --key server.key \\
+        [--client-ca devices-ca.pem]
 
 With the clinical organisation (docs/clinical.md): users and devices log in with their
 clinical accounts, alarm events go to the topic of the device's current ward; a
@@ -54,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="CoAP (UDP) port for low-power devices (default: none; see docs/server.md)")
     ap.add_argument("--cert", help="TLS certificate chain (PEM)")
     ap.add_argument("--key", help="TLS private key (PEM)")
+    ap.add_argument("--client-ca", help="mutual TLS: require a client certificate issued by "
+                    "this CA (PEM); its common name must be the user name logging in")
     ap.add_argument("--accounts", help="accounts file (JSON, mode 0600); this or --clinical is "
                     "required unless --upstream runs without an embedded listener")
     ap.add_argument("--clinical", metavar="TARGET",
@@ -206,6 +209,11 @@ async def _serve(args: argparse.Namespace) -> None:
             sys.exit("--tls-port needs --cert and --key")
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(args.cert, args.key)
+        if args.client_ca:  # mutual TLS: a certificate from this CA, naming the user
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(args.client_ca)
+    elif args.client_ca:
+        sys.exit("--client-ca needs --tls-port")
     if (listen or args.coap_port is not None) and not (args.accounts or args.clinical):
         sys.exit("--accounts or --clinical is required for the embedded MQTT/CoAP listeners")
     if not (listen or upstream or args.coap_port is not None):

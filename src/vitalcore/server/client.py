@@ -66,6 +66,8 @@ class Link(Protocol):
     """What the broker needs from a network connection."""
 
     peer: str  #: source address, for rate limiting and logs
+    #: common name of the verified TLS client certificate; None without one
+    cert_name: str | None
 
     def write(self, data: bytes) -> None: ...
     def close(self) -> None: ...
@@ -233,6 +235,11 @@ class Client:
             cid = assigned = "vc-" + secrets.token_hex(8)
         elif len(cid) > b.limits.max_client_id_length:
             self.refuse(0x85, "client id too long")
+            return
+        cert = self.link.cert_name
+        if cert is not None and cert != (p.username or ""):
+            b.count("cert_user_mismatch")  # the user name is not logged: it may be a secret
+            self.refuse(0x87, f"client certificate for {cert!r} used with another user name")
             return
         principal = b.accounts.cached(p.username or "", p.password)
         if principal is not None:  # verified recently: no check, no limit

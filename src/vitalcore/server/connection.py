@@ -8,6 +8,10 @@ and the transport's ``pause_writing``/``resume_writing`` stop and restart the de
 of messages to this client. A packet announced larger than the limit aborts the
 connection before its body is read.
 
+On a TLS listener whose context verifies client certificates, the certificate's subject
+common name is the connection's ``cert_name``: the client must then log in as that
+user name, with its password (docs/security.md, "Client certificates").
+
 A device connection's writes can go through the broker's :class:`~vitalcore.server.sendq.
 SendThread` (:meth:`MqttConnection.go_direct`): from then on every byte to that client is
 queued there and sent by the writer thread, without the GIL and off the event loop.
@@ -36,6 +40,7 @@ class MqttConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.client: Client | None = None
         self.peer = "?"
+        self.cert_name: str | None = None
         self._reading = True
         self._fd = -1  # the send thread's descriptor of this socket, once direct
 
@@ -44,6 +49,10 @@ class MqttConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        cert = transport.get_extra_info("peercert")  # TLS: verified by the context
+        if cert:
+            self.cert_name = next((v for rdn in cert.get("subject", ()) for k, v in rdn
+                                   if k == "commonName"), "")
         self.client = self.broker.connection_made(self)
 
     def data_received(self, data: bytes) -> None:
