@@ -5,6 +5,7 @@ Run from the repository root::
     PYTHONPATH=src python benchmarks/bench_ingest.py [--devices 1000] [--seconds 20]
         [--ramp --max-devices 4000] [--p99-ms 250] [--qos 1] [--processes 1]
         [--batch-ticks 1|2|4] [--gc tuned|default|both] [--only vitalcore|mosquitto]
+        [--no-subscriber] [--no-alarms]
 
 Load
     ``vitalcore.sim.load.run_load`` (in this process, or split over ``--processes``
@@ -40,10 +41,14 @@ Baseline, same run, same load
     inflight/queue limits raised so it does not drop) with ONE subscriber on
     ``vc/v1/dev/+/up`` at QoS 1 (gmqtt, in its own process) receiving every message:
     "routing to one subscriber". Its PUBACK means routed, not durable.
+    ``--no-subscriber`` runs mosquitto without it: messages are acknowledged and dropped,
+    the cost of the MQTT exchange alone (a floor for any broker on this machine).
 
 Figures per run: acknowledged messages/s, samples/s stored (vitalcore) or messages/s
 delivered (mosquitto), publish-to-PUBACK p50/p99/max, server CPU seconds per second and
-per message (from ``/proc/<pid>/stat`` between the first tick and the drain). ``--ramp``
+per message (from ``/proc/<pid>/stat`` between the first tick and the drain), and the
+kernel (system) share of server and generator CPU together (loopback TCP: each side's
+``send`` also runs the other side's receive path). ``--ramp``
 doubles the device count up to ``--max-devices``; a server stops ramping once it no
 longer sustains the load (p99 above ``--p99-ms``, skipped ticks, unacknowledged
 messages or failed connects).
@@ -80,11 +85,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (s), from /proc/<pid>/stat."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(utime + stime, stime) of a process (s), from /proc/<pid>/stat."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def wait_port(port: int, proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
@@ -189,7 +194,9 @@ class Result:
     gc: str = ""  #: vitalcore: "tuned" or "default" (VITALCORE_GC)
     rep: object = None
     server_cpu_s: float = math.nan
+    server_sys_s: float = math.nan  #: of which system (kernel) time
     delivered: int = -1  #: messages received by the subscriber (mosquitto)
+    routed: bool = True  #: mosquitto had its subscriber (False: --no-subscriber)
     frames_stored: int = -1  #: vitalcore
     samples_stored: int = -1
     notes: list[str] = field(default_factory=list)
@@ -204,7 +211,7 @@ class Result:
     def rate(self) -> float:
         """Messages/s: acknowledged (QoS 1); taken in (vitalcore) or delivered (QoS 0)."""
         p = self.rep
-        if p.qos == 0 and self.target == "mosquitto":
+        if p.qos == 0 and self.target == "mosquitto" and self.routed:
             return self.delivered / p.seconds
         return p.msgs_per_s
 
@@ -230,7 +237,7 @@ def drive(n: int, port: int, creds: dict[int, str], seconds: float, window: int,
                                batch_ticks=batch_ticks))
     if warm.messages_acked != warm.messages_sent:
         res.notes.append(f"warm-up lost {warm.messages_sent - warm.messages_acked} acks")
-    marks: dict[str, tuple[float, int]] = {}
+    marks: dict[str, tuple[tuple[float, float], int]] = {}
 
     def on_phase(phase: str) -> None:
         marks[phase] = (cpu_seconds(pid), sub.count() if sub else 0)
@@ -245,7 +252,8 @@ def drive(n: int, port: int, creds: dict[int, str], seconds: float, window: int,
                                       qos=qos, on_phase=on_phase, warmup_s=RUN_WARMUP_S,
                                       batch_ticks=batch_ticks))
     if "start" in marks and "end" in marks:
-        res.server_cpu_s = marks["end"][0] - marks["start"][0]
+        res.server_cpu_s = marks["end"][0][0] - marks["start"][0][0]
+        res.server_sys_s = marks["end"][0][1] - marks["start"][0][1]
         res.delivered = marks["end"][1] - marks["start"][1]
 
 
@@ -311,8 +319,11 @@ def run_vitalcore(n: int, seconds: float, window: int, creds: dict[int, str],
 
 
 def run_mosquitto(n: int, seconds: float, window: int, creds: dict[int, str],
-                  work: Path, qos: int = 1, processes: int = 1, batch_ticks: int = 1) -> Result:
-    res = Result("mosquitto", n)
+                  work: Path, qos: int = 1, processes: int = 1, batch_ticks: int = 1,
+                  subscriber: bool = True) -> Result:
+    res = Result("mosquitto", n, routed=subscriber)
+    if not subscriber:
+        res.notes.append("no subscriber: acknowledged and dropped")
     port = free_port()
     conf = work / f"mosquitto-{n}.conf"
     conf.write_text(
@@ -323,7 +334,7 @@ def run_mosquitto(n: int, seconds: float, window: int, creds: dict[int, str],
     sub = None
     try:
         wait_port(port, proc)
-        sub = Subscriber(port)
+        sub = Subscriber(port) if subscriber else None
         drive(n, port, creds, seconds, window, proc.pid, res, sub, qos=qos,
               processes=processes, batch_ticks=batch_ticks)
     finally:
@@ -350,9 +361,15 @@ def row(r: Result) -> str:
         tail = (f"{p.messages_acked * per_msg / p.seconds:,.0f} samples/s stored "
                 f"({r.frames_stored:,} frames, {r.samples_stored:,} samples incl. warm-up "
                 f"= {r.samples_stored / expect:.3f} x acked)")
-    else:
+    elif r.routed:
         tail = f"{r.delivered / p.seconds:,.0f} msgs/s delivered ({r.delivered:,})"
+    else:
+        tail = "nothing delivered (no subscriber)"
+    kernel = r.server_sys_s + p.generator_sys_s
     tail += (f"; server+generator {(r.server_cpu_s + p.generator_cpu_s) / p.seconds:.2f} CPU s/s"
+             f", of which kernel {kernel / p.seconds:.2f} s/s "
+             f"({kernel / max(p.messages_acked, 1) * 1e6:.0f} µs/msg: server "
+             f"{r.server_sys_s / p.seconds:.2f}, generator {p.generator_sys_s / p.seconds:.2f})"
              f"; load average {os.getloadavg()[0]:.1f}")
     if p.sent_msgs_per_s < 0.97 * p.offered_msgs_per_s:
         tail += f"; generator sent only {p.sent_msgs_per_s:,.0f} msgs/s"
@@ -373,8 +390,12 @@ def ratio(vc: Result, mq: Result) -> str:
     rate = vc.rate() / mq.rate() if mq.rate() else math.nan
     cpu_a = vc.server_cpu_s / max(a.messages_acked, 1) * 1e6
     cpu_b = mq.server_cpu_s / max(b.messages_acked, 1) * 1e6
-    what = ("vitalcore ack rate / mosquitto routing rate" if a.qos else
-            "QoS 0: vitalcore ingest rate / mosquitto rate delivered to its subscriber")
+    if not mq.routed:
+        what = "vitalcore rate / mosquitto rate without subscriber (taken in and dropped)"
+    elif a.qos:
+        what = "vitalcore ack rate / mosquitto routing rate"
+    else:
+        what = "QoS 0: vitalcore ingest rate / mosquitto rate delivered to its subscriber"
     return (f"  {a.devices:,} devices (vitalcore gc={vc.gc}): {what} = "
             f"{rate:.3f} ({vc.rate():,.0f} vs {mq.rate():,.0f} msgs/s); CPU per message {cpu_a:.0f} µs vs {cpu_b:.0f} µs "
             f"({cpu_a / cpu_b:.1f}x)")
@@ -400,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
                          "fsync and is a diagnosis of the disk's share, not the durable figure")
     ap.add_argument("--gc", choices=("tuned", "default", "both"), default="tuned",
                     help="vitalcore's GC schedule (VITALCORE_GC); both: a run of each")
+    ap.add_argument("--no-subscriber", action="store_true",
+                    help="mosquitto without its subscriber: it only acknowledges (the cost "
+                         "of the MQTT exchange alone on this machine)")
     ap.add_argument("--subscriber", type=int, help=argparse.SUPPRESS)  # child process
     a = ap.parse_args(argv)
     if a.subscriber is not None:
@@ -445,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(row(vcs[-1]), flush=True)
             if alive["mosquitto"]:
                 mq = run_mosquitto(n, a.seconds, a.window, creds, work, a.qos, a.processes,
-                                   a.batch_ticks)
+                                   a.batch_ticks, not a.no_subscriber)
                 print(row(mq), flush=True)
             if vcs:  # the last one (tuned, unless --gc default) decides the ramp
                 if vcs[-1].sustained(a.p99_ms):
