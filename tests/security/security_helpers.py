@@ -153,47 +153,41 @@ def make_ca(where: Path, cn: str) -> tuple[Path, ec.EllipticCurvePrivateKey, x50
     return path, key, cert
 
 
-def make_server_cert(where: Path, ca_key, ca_cert) -> tuple[Path, Path]:
-    """A server certificate for localhost/127.0.0.1 signed by the CA; (cert, key) PEMs."""
+def _issue(where: Path, stem: str, ca_key, ca_cert, cn: str, usage, *extensions
+           ) -> tuple[Path, Path]:
+    """A certificate for ``cn`` signed by the CA (extended key usage ``usage``, any other
+    extensions), written as ``where/stem.pem`` and its key as ``where/stem.key``."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(_name("vitalcore-test-server"))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    cert_path, key_path = where / "server.pem", where / "server.key"
+    builder = (x509.CertificateBuilder().subject_name(_name(cn))
+               .issuer_name(ca_cert.subject).public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - dt.timedelta(minutes=5))
+               .not_valid_after(now + dt.timedelta(days=1))
+               .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+    for ext in extensions:
+        builder = builder.add_extension(ext, critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    cert_path, key_path = where / f"{stem}.pem", where / f"{stem}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     os.chmod(key_path, 0o600)
     return cert_path, key_path
+
+
+def make_server_cert(where: Path, ca_key, ca_cert) -> tuple[Path, Path]:
+    """A server certificate for localhost/127.0.0.1 signed by the CA; (cert, key) PEMs."""
+    return _issue(where, "server", ca_key, ca_cert, "vitalcore-test-server",
+                  x509.oid.ExtendedKeyUsageOID.SERVER_AUTH,
+                  x509.SubjectAlternativeName([
+                      x509.DNSName("localhost"),
+                      x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]))
 
 
 def make_client_cert(where: Path, ca_key, ca_cert, cn: str) -> tuple[Path, Path]:
     """A TLS client certificate with subject common name ``cn`` signed by the CA;
     (cert, key) PEMs named after ``cn``."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(_name(cn))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    cert_path, key_path = where / f"client-{cn}.pem", where / f"client-{cn}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    os.chmod(key_path, 0o600)
-    return cert_path, key_path
+    return _issue(where, f"client-{cn}", ca_key, ca_cert, cn,
+                  x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH)
