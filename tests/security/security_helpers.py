@@ -191,3 +191,20 @@ def make_client_cert(where: Path, ca_key, ca_cert, cn: str) -> tuple[Path, Path]
     (cert, key) PEMs named after ``cn``."""
     return _issue(where, f"client-{cn}", ca_key, ca_cert, cn,
                   x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH)
+
+
+def make_crl(where: Path, ca_key, ca_cert, revoked: list[Path]) -> Path:
+    """A revocation list of the CA naming the certificates at ``revoked``; its PEM path."""
+    now = dt.datetime.now(dt.UTC)
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
+               .last_update(now - dt.timedelta(minutes=5))
+               .next_update(now + dt.timedelta(days=1)))
+    for path in revoked:
+        serial = x509.load_pem_x509_certificate(path.read_bytes()).serial_number
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial)
+            .revocation_date(now - dt.timedelta(minutes=1)).build())
+    crl_path = where / "crl.pem"
+    crl_path.write_bytes(builder.sign(ca_key, hashes.SHA256())
+                         .public_bytes(serialization.Encoding.PEM))
+    return crl_path

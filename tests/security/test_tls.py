@@ -6,7 +6,7 @@ another CA refuses the server; a plain MQTT client on the TLS port gets no CONNA
 
 ``--client-ca``: a client needs a certificate from the devices' CA whose common name is
 the user name it logs in with (and that account's password); a certificate of another
-device, one from another CA, or none gets no session.
+device, one from another CA, one revoked by ``--client-crl``, or none gets no session.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from security_helpers import (
     free_port,
     make_ca,
     make_client_cert,
+    make_crl,
     make_server_cert,
     serving,
 )
@@ -34,6 +35,8 @@ DEV = 0x0B01
 SECRET = "b01-secret"
 OTHER = 0x0B02
 OTHER_SECRET = "b02-secret"
+LOST = 0x0B03  # a device reported lost: its certificate is revoked
+LOST_SECRET = "b03-secret"
 TS = 1_764_115_200_000_000
 
 
@@ -118,31 +121,34 @@ def mtls_server(tmp_path_factory):
     rogue.mkdir()
     _, rogue_key, rogue_cert = make_ca(rogue, "rogue-ca")
     cert, key = make_server_cert(tmp, ca_key, ca_cert)
+    certs = {"dev": make_client_cert(tmp, dca_key, dca_cert, device_name(DEV)),
+             "other": make_client_cert(tmp, dca_key, dca_cert, device_name(OTHER)),
+             "lost": make_client_cert(tmp, dca_key, dca_cert, device_name(LOST)),
+             "rogue": make_client_cert(rogue, rogue_key, rogue_cert, device_name(DEV))}
+    crl = make_crl(tmp, dca_key, dca_cert, [certs["lost"][0]])
     acc = Accounts(log2_n=10)
-    acc.add_device(DEV, SECRET)
-    acc.add_device(OTHER, OTHER_SECRET)
+    for dev, secret in ((DEV, SECRET), (OTHER, OTHER_SECRET), (LOST, LOST_SECRET)):
+        acc.add_device(dev, secret)
     acc.save(tmp / "accounts.json")
     port = free_port()
     with serving(tmp, "--data", str(tmp / "data"), "--port", "0", "--tls-port", str(port),
                  "--cert", str(cert), "--key", str(key), "--client-ca", str(devices_ca),
-                 "--accounts", str(tmp / "accounts.json")) as log:
-        yield {"port": port, "ca": str(ca), "log": log,
-               "dev": make_client_cert(tmp, dca_key, dca_cert, device_name(DEV)),
-               "other": make_client_cert(tmp, dca_key, dca_cert, device_name(OTHER)),
-               "rogue": make_client_cert(rogue, rogue_key, rogue_cert, device_name(DEV))}
+                 "--client-crl", str(crl), "--accounts", str(tmp / "accounts.json")) as log:
+        yield {"port": port, "ca": str(ca), "log": log, **certs}
 
 
-def _first_answer(srv: dict, cert: tuple | None) -> bytes:
-    """CONNECT as DEV with its password over TLS, presenting ``cert`` (or none); the first
-    bytes the server answers (b"" if it closed or the TLS layer failed)."""
+def _first_answer(srv: dict, cert: tuple | None, dev: int = DEV, secret: str = SECRET
+                  ) -> bytes:
+    """CONNECT as ``dev`` with ``secret`` over TLS, presenting ``cert`` (or none); the
+    first bytes the server answers (b"" if it closed or the TLS layer failed)."""
     ctx = ssl.create_default_context(cafile=srv["ca"])
     if cert is not None:
         ctx.load_cert_chain(*map(str, cert))
     try:
         with socket.create_connection(("127.0.0.1", srv["port"]), timeout=10) as raw:
             with ctx.wrap_socket(raw, server_hostname="localhost") as s:
-                s.sendall(encode(Connect(client_id="mtls", username=device_name(DEV),
-                                         password=SECRET.encode(), protocol_level=5), 5))
+                s.sendall(encode(Connect(client_id="mtls", username=device_name(dev),
+                                         password=secret.encode(), protocol_level=5), 5))
                 return s.recv(4096)
     except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
         return b""
@@ -180,6 +186,11 @@ def test_the_password_is_still_checked(mtls_server):
 def test_no_certificate_or_another_ca_gets_no_connack(mtls_server, which):
     cert = None if which is None else mtls_server[which]
     assert not _first_answer(mtls_server, cert).startswith(b"\x20")
+
+
+def test_revoked_certificate_gets_no_connack(mtls_server):
+    assert not _first_answer(mtls_server, mtls_server["lost"], LOST, LOST_SECRET
+                             ).startswith(b"\x20")
 
 
 @pytest.mark.skipif(shutil.which("mosquitto_pub") is None, reason="mosquitto clients missing")

@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--key", help="TLS private key (PEM)")
     ap.add_argument("--client-ca", help="mutual TLS: require a client certificate issued by "
                     "this CA (PEM); its common name must be the user name logging in")
+    ap.add_argument("--client-crl", help="with --client-ca: certificate revocation list(s) "
+                    "(PEM) of that CA; a revoked client certificate fails the handshake")
     ap.add_argument("--accounts", help="accounts file (JSON, mode 0600); this or --clinical is "
                     "required unless --upstream runs without an embedded listener")
     ap.add_argument("--clinical", metavar="TARGET",
@@ -204,6 +206,10 @@ async def _serve(args: argparse.Namespace) -> None:
     port = args.port if args.port is not None else (None if upstream else 1883)
     listen = bool(port) or args.tls_port is not None
     ctx = None
+    if args.client_ca and args.tls_port is None:
+        sys.exit("--client-ca needs --tls-port")
+    if args.client_crl and not args.client_ca:
+        sys.exit("--client-crl needs --client-ca")
     if args.tls_port is not None:
         if not (args.cert and args.key):
             sys.exit("--tls-port needs --cert and --key")
@@ -212,8 +218,9 @@ async def _serve(args: argparse.Namespace) -> None:
         if args.client_ca:  # mutual TLS: a certificate from this CA, naming the user
             ctx.verify_mode = ssl.CERT_REQUIRED
             ctx.load_verify_locations(args.client_ca)
-    elif args.client_ca:
-        sys.exit("--client-ca needs --tls-port")
+            if args.client_crl:
+                ctx.load_verify_locations(args.client_crl)
+                ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     if (listen or args.coap_port is not None) and not (args.accounts or args.clinical):
         sys.exit("--accounts or --clinical is required for the embedded MQTT/CoAP listeners")
     if not (listen or upstream or args.coap_port is not None):
