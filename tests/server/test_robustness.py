@@ -1,5 +1,6 @@
 """Hostile and unlucky clients cost only themselves: malformed and oversize packets,
-keep-alive timeouts, CONNECT floods, slow consumers; plus the TLS listener."""
+keep-alive timeouts, CONNECT floods, PUBLISH floods, slow consumers; plus the TLS
+listener."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from helpers import (
     DEV,
+    DEV2,
+    DEV2_NAME,
     DEV_NAME,
     SECRET,
+    SECRET2,
     RawClient,
     command,
     numerics,
@@ -180,6 +184,45 @@ def test_connect_flood_does_not_starve_connected_device(run, tmp_path):
             assert pid >= 3 and max(rtts) < 1.0, (pid, max(rtts))
             await publish_ok(dev, pid + 1)  # the rate limit does not touch connected clients
             dev.close()
+
+    run(main())
+
+
+def test_publish_flood_is_throttled_not_cut_off(run, tmp_path):
+    """450 QoS 0 uplinks at once against publish_rate 200/s, burst 50: the flooder is
+    slowed to the rate (>= 2 s for the 400 beyond the burst), loses nothing and stays
+    connected; another device's acknowledgements keep coming meanwhile."""
+
+    async def main():
+        async with serving(tmp_path, limits=Limits(publish_rate=200.0, publish_burst=50)) as srv:
+            flood, _ = await RawClient.connect(srv.port, DEV_NAME, SECRET, 5, "flood")
+            other, _ = await RawClient.connect(srv.port, DEV2_NAME, SECRET2, 5, "steady")
+            n = 450
+            t0 = time.monotonic()
+            flood.send_raw(b"".join(encode(Publish(up_topic(DEV), numerics(i)), 5)
+                                    for i in range(1, n + 1)) + b"\xc0\x00")  # + PINGREQ
+            pong = asyncio.create_task(flood.recv(timeout=30))
+            rtts, pid = [], 0
+            while not pong.done():
+                pid += 1
+                t = time.monotonic()
+                other.send(Publish(up_topic(DEV2), numerics(pid, DEV2), qos=1, packet_id=pid))
+                ack = await other.recv()
+                assert isinstance(ack, PubAck) and ack.packet_id == pid
+                rtts.append(time.monotonic() - t)
+                await asyncio.sleep(0.05)
+            assert (await pong).packet_type == 13  # PINGRESP: every PUBLISH before it taken
+            took = time.monotonic() - t0
+            assert took >= (n - 50) / 200.0 - 0.05, took
+            st = srv.stats()
+            assert st["publish_rate_pauses"] >= 1
+            assert st["uplink_frames"] == n + pid  # nothing of the flood lost
+            assert pid >= 10 and max(rtts) < 1.0, (pid, max(rtts))
+            flood.send(Publish(up_topic(DEV), numerics(n + 1), qos=1, packet_id=1))
+            ack = await flood.recv()  # still connected
+            assert isinstance(ack, PubAck) and ack.reason_code == 0
+            flood.close()
+            other.close()
 
     run(main())
 

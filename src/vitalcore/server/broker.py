@@ -88,6 +88,13 @@ class Limits:
     send_max_pending : int
         Bytes the send thread holds for a device that does not read before it closes
         the connection (the kernel's socket buffer comes on top).
+    publish_rate, publish_burst : float, int
+        PUBLISH packets per second one connection may send on average, and in a burst
+        (a token bucket). A faster client is throttled, not cut off: its connection stops
+        reading until the bucket has a token again, so TCP slows it down and nothing it
+        sent is lost; other connections are not affected (counter
+        ``publish_rate_pauses``). A wearable sends a few messages per second; the burst
+        covers a store-and-forward backlog sent after a reconnect.
     """
 
     max_packet_size: int = 256 * 1024
@@ -110,6 +117,8 @@ class Limits:
     close_timeout_s: float = 2.0
     send_thread: bool = True
     send_max_pending: int = 1 << 20
+    publish_rate: float = 1000.0
+    publish_burst: int = 10_000
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():

@@ -127,6 +127,8 @@ class Client:
         self.closed = False
         self._gone = False
         self._bp_since: float | None = None
+        self._tokens = float(broker.limits.publish_burst)  # PUBLISH token bucket
+        self._refill_at = self.last_rx
         self._timer = broker.loop.call_later(broker.limits.connect_timeout_s, self._connect_timeout)
         self._task: Any = None
 
@@ -370,6 +372,9 @@ class Client:
 
     # -- PUBLISH in -------------------------------------------------------------------
     def _on_publish(self, p: Publish) -> bool:
+        if self._tokens < 1.0 and not self._refill():
+            return False
+        self._tokens -= 1.0
         b = self.broker
         topic = p.topic
         props = p.properties
@@ -455,6 +460,24 @@ class Client:
                                        self.session.key)
         b.batcher.add((self, ack, msg), len(p.payload))
         return True
+
+    def _refill(self) -> bool:
+        """The PUBLISH token bucket ran dry: refill it for the time passed; if still
+        empty, stop reading until the next token (Limits.publish_rate) and say False."""
+        b = self.broker
+        lim = b.limits
+        now = time.monotonic()
+        self._tokens = min(float(lim.publish_burst),
+                           self._tokens + (now - self._refill_at) * lim.publish_rate)
+        self._refill_at = now
+        if self._tokens >= 1.0:
+            return True
+        b.count("publish_rate_pauses")
+        b.log_event(logging.WARNING, "rate", "%r publishes faster than %g msgs/s: throttled",
+                    self, lim.publish_rate)
+        self._block("rate")
+        b.loop.call_later((1.0 - self._tokens) / lim.publish_rate, self._unblock_if, "rate")
+        return False
 
     def _backpressure(self) -> bool:
         b = self.broker
