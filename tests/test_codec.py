@@ -294,6 +294,24 @@ def test_large_buffer_grows_internal_arrays(decoder):
     assert [b.frame_bytes(i) for i in (0, 199, 399)] == [frames[0], frames[199], frames[399]]
 
 
+def test_next_batch_is_sized_from_the_last_one():
+    """A steady load allocates each batch's arrays once (the last batch's size plus a
+    quarter), not doubled from the minimum with a copy at each doubling."""
+    rng = np.random.default_rng(2)
+    parts = [codec.encode_waveform(1, 1 + i % 50, i, TS + i, 1, rng.integers(-2000, 2000, 500),
+                                   500, 1.0) for i in range(400)]
+    frames = b"".join(parts)
+    dec = codec.FrameDecoder()
+    first = dec.decode(frames)  # 200,000 samples: doubled from 65,536 (to 262,144)
+    second = dec.decode(frames)
+    assert first.samples.base.shape[0] == 262_144
+    assert second.samples.base.shape[0] == 250_000 and second.raw.base.shape[0] == \
+        max(262_144, len(frames) * 5 // 4)
+    assert np.array_equal(first.samples, second.samples)
+    assert dec.decode(parts[0]).n_frames == 1  # one frame: sized from the last batch
+    assert dec.decode(parts[0]).samples.base.shape[0] == 65_536  # then from that one
+
+
 @pytest.mark.parametrize("enc", list(ENCODERS))
 def test_encoders_refuse_impossible_arguments(enc):
     e = ENCODERS[enc]

@@ -113,6 +113,8 @@ cdef class FrameDecoder:
     cdef uint8_t *_raw_ptr
     cdef Py_ssize_t _n_raw
     cdef Py_ssize_t _cap_raw
+    cdef Py_ssize_t _last_samples
+    cdef Py_ssize_t _last_raw
     cdef int64_t _batch_rejects[9]
     cdef int64_t _rejects[9]
     cdef Py_ssize_t _keep
