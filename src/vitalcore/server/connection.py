@@ -10,7 +10,7 @@ connection before its body is read.
 
 On a TLS listener whose context verifies client certificates, the certificate's subject
 common name is the connection's ``cert_name``: the client must then log in as that
-user name, with its password (docs/security.md, "Client certificates").
+user name, with its password (docs/server.md, "Authentication").
 
 A device connection's writes can go through the broker's :class:`~vitalcore.server.sendq.
 SendThread` (:meth:`MqttConnection.go_direct`): from then on every byte to that client is
