@@ -50,7 +50,7 @@ log = logging.getLogger("vitalcore.storage")
 
 _DUPLICATE = int(Verdict.DUPLICATE)
 _N_VERDICTS = max(Verdict) + 1
-_VERDICT_COUNTERS = (("duplicates", int(Verdict.DUPLICATE)), ("gaps", int(Verdict.GAP)),
+_VERDICT_COUNTERS = (("duplicates", _DUPLICATE), ("gaps", int(Verdict.GAP)),
                      ("late", int(Verdict.LATE)), ("restarts", int(Verdict.RESTART)))
 
 CHECKPOINT = "checkpoint.json"
